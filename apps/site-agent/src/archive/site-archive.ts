@@ -1,0 +1,109 @@
+import { readdir } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import {
+  loadImageFile,
+  loadSeriesVolume,
+  preprocessImage2D,
+  preprocessVolume,
+  readLabels,
+  scanArchive,
+  type ModelInput,
+} from '@covnet/imaging';
+import { CLASS_NAMES, type ClassCounts, type ClassName } from '@covnet/protocol';
+import { log } from '../log';
+
+/** Model input geometry, carried in every checkpoint's metadata. */
+export interface InputSpec {
+  backbone: string;
+  inputSize: number;
+  maxSlices: number;
+}
+
+export interface ExamRecord {
+  examId: string;
+  label: ClassName;
+  split: 'train' | 'val';
+  dir: string;
+}
+
+export interface PreparedExam {
+  examId: string;
+  label: 0 | 1 | 2;
+  input: ModelInput;
+}
+
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
+
+/**
+ * A hospital's archive as the agent sees it: `labels.csv` plus one folder per
+ * exam, holding either the DICOM files of a CT series or one PNG/JPEG slice.
+ * Preprocessed inputs are kept in memory per input geometry, so later rounds
+ * read no image file.
+ */
+export class SiteArchive {
+  private prepared: { key: string; train: PreparedExam[]; val: PreparedExam[] } | null = null;
+
+  private constructor(
+    readonly dir: string,
+    readonly exams: ExamRecord[],
+  ) {}
+
+  /** Reads and validates `labels.csv`; errors name the line. */
+  static async open(dir: string): Promise<SiteArchive> {
+    const labels = await readLabels(dir);
+    // Test exams stay out of the federation: neither training nor the
+    // validation reported each round may touch them.
+    const exams: ExamRecord[] = [];
+    for (const e of labels) {
+      if (e.split === 'train' || e.split === 'val') exams.push({ examId: e.exam, label: e.label, split: e.split, dir: e.dir });
+    }
+    const held = labels.length - exams.length;
+    if (held > 0) log.info({ archive: dir, testExams: held }, 'test exams held out of the federation');
+    return new SiteArchive(dir, exams);
+  }
+
+  counts(split: 'train' | 'val'): ClassCounts {
+    const counts: ClassCounts = { covid19: 0, cap: 0, non_pneumonia: 0 };
+    for (const exam of this.exams) if (exam.split === split) counts[exam.label] += 1;
+    return counts;
+  }
+
+  /** Loads and preprocesses every exam for `spec`, once per spec. */
+  async prepare(spec: InputSpec): Promise<{ train: PreparedExam[]; val: PreparedExam[] }> {
+    const key = `${spec.inputSize}x${spec.maxSlices}`;
+    if (this.prepared?.key === key) return this.prepared;
+    const train: PreparedExam[] = [];
+    const val: PreparedExam[] = [];
+    const started = Date.now();
+    for (const exam of this.exams) {
+      const input = await loadExamInput(exam.dir, spec);
+      const prepared: PreparedExam = { examId: exam.examId, label: CLASS_NAMES.indexOf(exam.label) as 0 | 1 | 2, input };
+      (exam.split === 'train' ? train : val).push(prepared);
+    }
+    log.info({ exams: this.exams.length, ms: Date.now() - started, inputSize: spec.inputSize }, 'preprocessed archive');
+    this.prepared = { key, train, val };
+    return this.prepared;
+  }
+}
+
+/**
+ * Turns one exam folder into model input: a single PNG/JPEG becomes a
+ * one-slice exam; otherwise the folder's CT series with the most slices is used.
+ * @throws Error naming the folder when it holds no usable image.
+ */
+export async function loadExamInput(examDir: string, spec: InputSpec): Promise<ModelInput> {
+  const entries = await readdir(examDir);
+  const images = entries.filter((name) => IMAGE_EXTENSIONS.has(extname(name).toLowerCase()));
+  if (images.length === 1 && entries.length === 1) {
+    const image = await loadImageFile(join(examDir, images[0]));
+    return preprocessImage2D(image.gray, image.width, image.height, spec.inputSize);
+  }
+  const report = await scanArchive(examDir);
+  if (report.series.length === 0) {
+    const reasons = report.skipped.slice(0, 3).map((s) => `${s.path}: ${s.reason}`).join('; ');
+    throw new Error(`exam folder ${examDir} has no usable CT series${reasons ? ` (${reasons})` : ''}`);
+  }
+  const series = [...report.series].sort((a, b) => b.slices - a.slices)[0];
+  const volume = await loadSeriesVolume(series.files);
+  return preprocessVolume(volume, { size: spec.inputSize, maxSlices: spec.maxSlices });
+}

@@ -1,0 +1,43 @@
+import { resolve } from 'node:path';
+import { initBackend } from '@covnet/model';
+import { SiteArchive } from '../archive/site-archive';
+import { FederationAgent } from '../federation/agent';
+import { log } from '../log';
+import { AGENT_VERSION } from '../version';
+import { parseCommand, UsageError } from './args';
+
+/**
+ * `run --coordinator URL --token T --archive DIR [--audit-log FILE] [--seed S]`:
+ * joins the federation and serves rounds until the coordinator ends it.
+ * The token may come from COVNET_SITE_TOKEN instead of the command line,
+ * where other users of the machine could read it in the process list.
+ */
+export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { values } = parseCommand(args, {
+    coordinator: { type: 'string' },
+    token: { type: 'string' },
+    archive: { type: 'string' },
+    'audit-log': { type: 'string' },
+    seed: { type: 'string', default: '0' },
+  });
+  const token = values.token ?? env.COVNET_SITE_TOKEN;
+  if (!values.coordinator) throw new UsageError('--coordinator URL is required');
+  if (!token) throw new UsageError('--token T (or COVNET_SITE_TOKEN) is required');
+  if (!values.archive) throw new UsageError('--archive DIR is required');
+
+  const archive = await SiteArchive.open(resolve(values.archive));
+  const backendChoice = await initBackend();
+  log.info(backendChoice, 'backend chosen');
+  const agent = new FederationAgent({
+    coordinatorUrl: values.coordinator,
+    token,
+    archive,
+    backend: backendChoice.backend,
+    agentVersion: AGENT_VERSION,
+    auditLog: values['audit-log'] ? resolve(values['audit-log']) : undefined,
+    seed: Number(values.seed),
+  });
+  const done = await agent.run();
+  log.info({ rounds: done.rounds, messagesSent: agent.messagesSent }, 'agent finished');
+  return 0;
+}

@@ -1,0 +1,210 @@
+import { appendFileSync } from 'node:fs';
+import { io, type Socket } from 'socket.io-client';
+import {
+  AGENT_EVENTS,
+  COORDINATOR_EVENTS,
+  PROTOCOL_VERSION,
+  decodeWeights,
+  encodeWeights,
+  parseEvent,
+  sha256Hex,
+  type EvaluateTask,
+  type FederationDone,
+  type TrainTask,
+} from '@covnet/protocol';
+import { createCovnet, type Covnet } from '@covnet/model';
+import { SiteArchive, type InputSpec } from '../archive/site-archive';
+import { summariseValidation } from '../evaluation/site-metrics';
+import { log } from '../log';
+import { downloadModel, uploadUpdate } from './transfer';
+import { request } from './socket-call';
+
+export interface AgentOptions {
+  coordinatorUrl: string;
+  token: string;
+  archive: SiteArchive;
+  backend: string;
+  agentVersion: string;
+  /** JSON-lines file recording every message this agent sends (binary replaced by its size and SHA-256). */
+  auditLog?: string;
+  /** Seed of local shuffling and augmentation; the round number is added to it. */
+  seed?: number;
+}
+
+/** Reasons that end the agent: the coordinator rejected its credentials. */
+export class AuthenticationError extends Error {}
+
+/**
+ * A site's member of the federation: connects with its token, trains on
+ * its own exams when a round asks, evaluates each new global model on its
+ * validation exams and sends back weights and aggregate metrics only.
+ */
+export class FederationAgent {
+  private readonly socket: Socket;
+  private model: { covnet: Covnet; spec: InputSpec } | null = null;
+  private loadedVersion: number | null = null;
+  private queue: Promise<void> = Promise.resolve();
+  private sentMessages = 0;
+
+  constructor(private readonly options: AgentOptions) {
+    this.socket = io(options.coordinatorUrl, {
+      auth: { token: options.token, protocolVersion: PROTOCOL_VERSION },
+      transports: ['websocket'],
+      reconnectionDelayMax: 5_000,
+      autoConnect: false,
+    });
+    this.socket.onAnyOutgoing((event, ...args) => this.audit(event, args));
+  }
+
+  /** Connects and serves rounds until the coordinator ends the federation. */
+  run(): Promise<FederationDone> {
+    return new Promise<FederationDone>((resolve, reject) => {
+      const socket = this.socket;
+      socket.on('connect', () => {
+        log.info({ coordinator: this.options.coordinatorUrl }, 'connected to the coordinator');
+        this.enqueue('hello', () => this.hello());
+      });
+      socket.on('disconnect', (reason) => {
+        log.warn({ reason }, 'disconnected from the coordinator; socket.io reconnects by itself');
+      });
+      socket.on('connect_error', (error: Error & { data?: { code?: string; message?: string } }) => {
+        const code = error.data?.code;
+        if (code?.startsWith('auth_')) {
+          socket.close();
+          reject(new AuthenticationError(`the coordinator rejected this site: ${code}: ${error.data?.message ?? error.message}`));
+          return;
+        }
+        log.warn({ error: error.message }, 'connection to the coordinator failed; retrying');
+      });
+      socket.on(COORDINATOR_EVENTS.trainTask, (payload: unknown) => {
+        this.enqueue('train', () => this.train(parseEvent('round:train', payload)));
+      });
+      socket.on(COORDINATOR_EVENTS.evaluateTask, (payload: unknown) => {
+        this.enqueue('evaluate', () => this.evaluate(parseEvent('round:evaluate', payload)));
+      });
+      socket.on(COORDINATOR_EVENTS.done, (payload: unknown) => {
+        const done = parseEvent('federation:done', payload);
+        log.info({ rounds: done.rounds, finalModelVersion: done.finalModelVersion }, 'federation finished');
+        this.queue.finally(() => {
+          socket.close();
+          this.model?.covnet.dispose();
+          resolve(done);
+        });
+      });
+      socket.connect();
+    });
+  }
+
+  close(): void {
+    this.socket.close();
+    this.model?.covnet.dispose();
+  }
+
+  get messagesSent(): number {
+    return this.sentMessages;
+  }
+
+  // Tasks run one at a time in arrival order; a failed task is logged and
+  // the agent stays in the federation for the next one.
+  private enqueue(name: string, task: () => Promise<void>): void {
+    this.queue = this.queue.then(task).catch((error: Error) => {
+      log.error({ task: name, error: error.message, stack: error.stack }, 'task failed');
+    });
+  }
+
+  private async hello(): Promise<void> {
+    const archive = this.options.archive;
+    const welcome = await request<{ site: string; experiment: string }>(this.socket, AGENT_EVENTS.hello, {
+      agentVersion: this.options.agentVersion,
+      backend: this.options.backend,
+      ...(this.model ? { backbone: this.model.spec.backbone, inputSize: this.model.spec.inputSize } : {}),
+      trainExams: archive.counts('train'),
+      valExams: archive.counts('val'),
+    });
+    log.info({ site: welcome.site, experiment: welcome.experiment }, 'joined the federation');
+  }
+
+  private async loadGlobalModel(version: number, ref: TrainTask['model']): Promise<Covnet> {
+    if (this.model && this.loadedVersion === version) return this.model.covnet;
+    const payload = await downloadModel(this.socket, version, ref);
+    const decoded = decodeWeights(payload);
+    const spec = readSpec(decoded.meta, version);
+    if (!this.model || this.model.spec.backbone !== spec.backbone || this.model.spec.inputSize !== spec.inputSize) {
+      this.model?.covnet.dispose();
+      this.model = { covnet: createCovnet({ backbone: spec.backbone as 'small', inputSize: spec.inputSize }), spec };
+    }
+    this.model.spec = spec;
+    this.model.covnet.setNamedWeights(decoded.tensors);
+    this.loadedVersion = version;
+    return this.model.covnet;
+  }
+
+  private async train(task: TrainTask): Promise<void> {
+    const started = Date.now();
+    const covnet = await this.loadGlobalModel(task.modelVersion, task.model);
+    const exams = await this.options.archive.prepare(this.model!.spec);
+    if (exams.train.length === 0) {
+      log.warn({ round: task.round }, 'no training exams at this site; skipping the round');
+      return;
+    }
+    const result = await covnet.trainLocal(
+      exams.train.map((e) => ({ input: e.input, label: e.label })),
+      {
+        epochs: task.hyper.epochs,
+        learningRate: task.hyper.learningRate,
+        batchSize: task.hyper.batchSize,
+        proximalMu: task.hyper.proximalMu,
+        seed: (this.options.seed ?? 0) + task.round,
+      },
+    );
+    // The local weights now differ from any global version.
+    this.loadedVersion = null;
+    const payload = encodeWeights(covnet.getNamedWeights(), 'float32', { ...this.model!.spec });
+    await uploadUpdate(
+      this.socket,
+      { round: task.round, modelVersion: task.modelVersion, numExamples: exams.train.length, trainLoss: result.loss },
+      payload,
+    );
+    log.info(
+      { round: task.round, loss: result.loss, steps: result.steps, exams: exams.train.length, ms: Date.now() - started },
+      'update sent',
+    );
+  }
+
+  private async evaluate(task: EvaluateTask): Promise<void> {
+    const covnet = await this.loadGlobalModel(task.modelVersion, task.model);
+    const exams = await this.options.archive.prepare(this.model!.spec);
+    const { probs, labels } = await covnet.evaluate(exams.val.map((e) => ({ input: e.input, label: e.label })));
+    const metrics = summariseValidation(probs, labels);
+    await request(this.socket, AGENT_EVENTS.metricsReport, {
+      round: task.round,
+      modelVersion: task.modelVersion,
+      trainExams: exams.train.length,
+      metrics,
+    });
+    log.info({ round: task.round, modelVersion: task.modelVersion, auc: metrics.auc }, 'metrics sent');
+  }
+
+  private audit(event: string, args: unknown[]): void {
+    this.sentMessages += 1;
+    if (!this.options.auditLog) return;
+    const payload = args.filter((a) => typeof a !== 'function');
+    // A Buffer's toJSON runs before the replacer sees it, so the replacer
+    // looks at the original value through `this`.
+    const line = JSON.stringify({ at: new Date().toISOString(), event, payload }, function (this: Record<string, unknown>, key, value) {
+      const original = this[key];
+      return original instanceof Uint8Array ? { bytes: original.byteLength, sha256: sha256Hex(original) } : value;
+    });
+    appendFileSync(this.options.auditLog, `${line}\n`);
+  }
+}
+
+function readSpec(meta: Record<string, unknown>, version: number): InputSpec {
+  const { backbone, inputSize, maxSlices } = meta;
+  if (typeof backbone !== 'string' || typeof inputSize !== 'number' || typeof maxSlices !== 'number') {
+    throw new Error(
+      `global model version ${version} lacks backbone, inputSize or maxSlices in its metadata: ${JSON.stringify(meta)}`,
+    );
+  }
+  return { backbone, inputSize, maxSlices };
+}

@@ -1,0 +1,3 @@
+export { FederationAgent, AuthenticationError, type AgentOptions } from './federation/agent';
+export { SiteArchive, loadExamInput, type InputSpec, type PreparedExam } from './archive/site-archive';
+export { summariseValidation } from './evaluation/site-metrics';

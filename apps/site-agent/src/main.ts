@@ -1,0 +1,59 @@
+import { AuthenticationError } from './federation/agent';
+import { UsageError } from './commands/args';
+import { initModelCommand } from './commands/init-model';
+import { inferCommand } from './commands/infer';
+import { runCommand } from './commands/run';
+import { scanCommand } from './commands/scan';
+import { synthCommand } from './commands/synth';
+import { log } from './log';
+
+const USAGE = `usage: site-agent <command> [options]
+  scan DIR [--json]                           list CT series and unusable files of an archive
+  run --coordinator URL --token T --archive DIR
+                                              join the federation (token also from COVNET_SITE_TOKEN)
+  infer EXAM_DIR --model CHECKPOINT [--json]  class probabilities of one exam
+  synth OUT_DIR --exams N --seed S [--rows R] write a synthetic chest CT archive as DICOM
+  init-model --out FILE [--backbone small|resnet18|resnet50] [--input-size N]
+                                              write an initial global model`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case 'scan':
+      return scanCommand(args);
+    case 'run':
+      return runCommand(args, process.env);
+    case 'infer':
+      return inferCommand(args);
+    case 'synth':
+      return synthCommand(args);
+    case 'init-model':
+      return initModelCommand(args);
+    case undefined:
+    case '--help':
+    case 'help':
+      process.stdout.write(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: Error) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`site-agent: ${error.message}\n${USAGE}\n`);
+      process.exitCode = 2;
+    } else if (error instanceof AuthenticationError) {
+      process.stderr.write(`site-agent: ${error.message}\n`);
+      process.exitCode = 3;
+    } else {
+      log.error({ error: error.message, stack: error.stack }, 'command failed');
+      process.stderr.write(`site-agent: ${error.message}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,21 @@
+export { DicomReadError, tagLabel, type DicomRejectCode } from './dicom/errors';
+export type { CtSliceHeader } from './dicom/ct-header';
+export { readCtSlice, parseCtSlice, type CtSlice } from './dicom/read-slice';
+export { describeTransferSyntax, findUncompressedSyntax, type UncompressedSyntax } from './dicom/transfer-syntax';
+
+export { assembleSeries, type SeriesAssembly, type SeriesGeometry, type SeriesProblemCode } from './series/assemble';
+export { scanArchive, type RejectedSeries, type ScanOptions, type ScanReport, type SeriesSummary, type SkippedFile } from './series/scan-archive';
+export { loadSeriesVolume, SeriesAssemblyError, type Volume } from './series/volume';
+
+export { computeLungMask, type LungMask, type LungMaskOptions } from './preprocess/lung-mask';
+export { preprocessImage2D, preprocessVolume, selectSlices, type ModelInput, type PreprocessOptions } from './preprocess/preprocess';
+export type { CropBox } from './preprocess/resample';
+
+export { ImageReadError, loadImageFile, type GrayImage } from './images/load-image';
+
+export { EXAM_LABELS, isExamLabel, type ExamLabel } from './synthetic/labels';
+export { synthesizeExam, type SyntheticExam, type SynthesizeOptions } from './synthetic/phantom';
+export { deriveSeed, SeededRandom } from './synthetic/prng';
+export { writeSyntheticArchive, type ExamSplit, type SyntheticArchiveOptions, type SyntheticExamRecord } from './synthetic/archive';
+
+export { LabelsFileError, readLabels, type LabelledExam, type LabelSplit } from './labels/read-labels';

@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import type { CtSliceHeader } from '../src';
+import { decodeHounsfield } from '../src/dicom/pixels';
+
+function header(overrides: Partial<CtSliceHeader>): CtSliceHeader {
+  return {
+    path: '/archive/slice.dcm',
+    transferSyntaxUID: '1.2.840.10008.1.2.1',
+    sopInstanceUID: '2.25.1',
+    studyInstanceUID: '2.25.2',
+    seriesInstanceUID: '2.25.3',
+    instanceNumber: 1,
+    rows: 1,
+    columns: 2,
+    bitsAllocated: 16,
+    bitsStored: 16,
+    pixelRepresentation: 0,
+    rescaleSlope: 1,
+    rescaleIntercept: 0,
+    pixelSpacing: [1, 1],
+    imagePositionPatient: [0, 0, 0],
+    imageOrientationPatient: [1, 0, 0, 0, 1, 0],
+    sliceThickness: 1,
+    ...overrides,
+  };
+}
+
+describe('decodeHounsfield', () => {
+  describe('when BitsStored is 12 of 16', () => {
+    it('masks unsigned high bits', () => {
+      // 0xF123 keeps its low 12 bits, 0x123 = 291; 291 - 1024 = -733.
+      const bytes = new Uint8Array([0x23, 0xf1, 0xff, 0x0f]);
+      const hu = decodeHounsfield(header({ bitsStored: 12, rescaleIntercept: -1024 }), bytes, true);
+      expect(hu[0]).toBe(-733);
+      expect(hu[1]).toBe(4095 - 1024);
+    });
+
+    it('sign-extends signed values', () => {
+      // 0x0800 is the 12-bit sign bit: -2048; 0xFFFF masked to 0xFFF is -1.
+      const bytes = new Uint8Array([0x00, 0x08, 0xff, 0xff]);
+      const hu = decodeHounsfield(header({ bitsStored: 12, pixelRepresentation: 1, rescaleSlope: 2, rescaleIntercept: 10 }), bytes, true);
+      expect(hu[0]).toBe(-2048 * 2 + 10);
+      expect(hu[1]).toBe(-1 * 2 + 10);
+    });
+  });
+
+  describe('when the byte order is big endian', () => {
+    it('swaps bytes', () => {
+      const bytes = new Uint8Array([0x01, 0x02, 0x80, 0x00]);
+      const hu = decodeHounsfield(header({ pixelRepresentation: 1 }), bytes, false);
+      expect(hu[0]).toBe(0x0102);
+      expect(hu[1]).toBe(-32768);
+    });
+  });
+
+  describe('when BitsAllocated is 8', () => {
+    it('reads signed bytes', () => {
+      const bytes = new Uint8Array([0x7f, 0x80]);
+      const hu = decodeHounsfield(header({ bitsAllocated: 8, bitsStored: 8, pixelRepresentation: 1, rescaleSlope: 10, rescaleIntercept: -1000 }), bytes, true);
+      expect(hu[0]).toBe(127 * 10 - 1000);
+      expect(hu[1]).toBe(-128 * 10 - 1000);
+    });
+  });
+
+  describe('when PixelData is short', () => {
+    it('names the file and tag', () => {
+      expect(() => decodeHounsfield(header({}), new Uint8Array(3), true)).toThrow('/archive/slice.dcm: PixelData (7FE0,0010): PixelData has 3 bytes, expected 4 for 1x2 at 16 bits');
+    });
+  });
+});
