@@ -60,8 +60,9 @@ export const siteHelloSchema = z
   .object({
     agentVersion: z.string().min(1).max(64),
     backend: z.string().min(1).max(64),
-    backbone: z.string().min(1).max(32),
-    inputSize: z.number().int().positive().max(1024),
+    /** Model the agent last loaded; absent before its first round. */
+    backbone: z.string().min(1).max(32).optional(),
+    inputSize: z.number().int().positive().max(1024).optional(),
     trainExams: classCountsSchema,
     valExams: classCountsSchema,
   })

@@ -67,11 +67,9 @@ export class FedAvgAccumulator {
     const mismatch = layoutMismatch(this.layout, update);
     if (mismatch) throw new Error(mismatch);
     const byName = new Map(update.map((t) => [t.name, t.data]));
-    this.layout.forEach((entry, k) => {
-      const sum = this.sums[k];
-      const data = byName.get(entry.name)!;
-      for (let i = 0; i < sum.length; i++) sum[i] += weight * data[i];
-    });
+    for (let k = 0; k < this.layout.length; k++) {
+      addScaled(this.sums[k], byName.get(this.layout[k].name)!, weight);
+    }
     this.totalWeight += weight;
     this.count += 1;
   }
@@ -79,13 +77,25 @@ export class FedAvgAccumulator {
   /** Returns the weighted mean as float32 tensors in layout order. @throws Error when nothing was added. */
   result(): NamedTensor[] {
     if (this.count === 0) throw new Error('FedAvg has no update to average');
-    return this.layout.map((entry, k) => {
-      const sum = this.sums[k];
-      const data = new Float32Array(sum.length);
-      for (let i = 0; i < sum.length; i++) data[i] = sum[i] / this.totalWeight;
-      return { name: entry.name, shape: [...entry.shape], data };
-    });
+    return this.layout.map((entry, k) => ({
+      name: entry.name,
+      shape: [...entry.shape],
+      data: divided(this.sums[k], this.totalWeight),
+    }));
   }
+}
+
+// Kept as small monomorphic functions so V8 compiles each inner loop once, tightly.
+function addScaled(sum: Float64Array, data: Float32Array, weight: number): void {
+  const n = sum.length;
+  for (let i = 0; i < n; i++) sum[i] += weight * data[i];
+}
+
+function divided(sum: Float64Array, divisor: number): Float32Array {
+  const out = new Float32Array(sum.length);
+  const n = sum.length;
+  for (let i = 0; i < n; i++) out[i] = sum[i] / divisor;
+  return out;
 }
 
 /** FedAvg of a list of updates with their weights; see `FedAvgAccumulator`. */

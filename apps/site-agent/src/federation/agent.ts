@@ -27,6 +27,8 @@ export interface AgentOptions {
   agentVersion: string;
   /** JSON-lines file recording every message this agent sends (binary replaced by its size and SHA-256). */
   auditLog?: string;
+  /** Called with every message this agent sends, as socket.io sends it; for audits and tests. */
+  onOutgoing?: (event: string, args: unknown[]) => void;
   /** Seed of local shuffling and augmentation; the round number is added to it. */
   seed?: number;
 }
@@ -53,7 +55,10 @@ export class FederationAgent {
       reconnectionDelayMax: 5_000,
       autoConnect: false,
     });
-    this.socket.onAnyOutgoing((event, ...args) => this.audit(event, args));
+    this.socket.onAnyOutgoing((event, ...args) => {
+      options.onOutgoing?.(event, args);
+      this.audit(event, args);
+    });
   }
 
   /** Connects and serves rounds until the coordinator ends the federation. */
