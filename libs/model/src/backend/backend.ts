@@ -1,0 +1,188 @@
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { registerWasmGradientKernels } from '../kernels/register';
+
+/** Rungs of the backend ladder, fastest first. */
+export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+
+export const BACKEND_LADDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+
+/** One rung that was tried: `error` is set when it could not be used. */
+export interface BackendAttempt {
+  name: BackendName;
+  error?: string;
+}
+
+export interface BackendChoice {
+  /** tfjs backend name now active (`tensorflow` for both native packages). */
+  backend: string;
+  /** Rung of the ladder that was chosen. */
+  rung: BackendName;
+  reason: string;
+  attempts: BackendAttempt[];
+}
+
+export interface InitBackendOptions {
+  /** First rung to try; the ladder continues downwards from it. Default 'tensorflow-gpu'. */
+  prefer?: BackendName;
+  /**
+   * Accept the plain JS cpu backend. It trains two to three orders of magnitude slower
+   * than wasm, so by default reaching it is an error. Default false.
+   */
+  allowCpuTraining?: boolean;
+}
+
+/** Loads a module by name; swapped in tests to simulate a broken native install. */
+export type ModuleLoader = (moduleName: string) => unknown;
+
+const NATIVE_PACKAGES: Record<'tensorflow-gpu' | 'tensorflow', string> = {
+  'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
+  tensorflow: '@tensorflow/tfjs-node',
+};
+
+export class BackendUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly attempts: BackendAttempt[],
+  ) {
+    super(message);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+let chosen: Promise<BackendChoice> | undefined;
+
+/**
+ * Selects the tfjs backend once per process, trying tfjs-node-gpu, tfjs-node, wasm and
+ * finally cpu. Every failed rung is kept in `attempts` with its error message.
+ * Later calls return the first choice and ignore their options.
+ *
+ * @throws BackendUnavailableError when no rung works, or when only cpu is left and
+ *   `allowCpuTraining` is not true.
+ */
+export function initBackend(opts: InitBackendOptions = {}): Promise<BackendChoice> {
+  if (chosen === undefined) {
+    chosen = chooseBackend(opts, defaultLoader);
+    // A failed choice is not cached, so a caller can retry, e.g. with allowCpuTraining.
+    chosen.catch(() => {
+      chosen = undefined;
+    });
+  }
+  return chosen;
+}
+
+function defaultLoader(moduleName: string): unknown {
+  // The name is a variable on purpose: the native packages are optional dependencies
+  // and usually absent, so nothing may resolve them at type-check or bundle time.
+  return require(moduleName);
+}
+
+/** Runs the ladder without caching; exported for tests that inject a module loader. */
+export async function chooseBackend(opts: InitBackendOptions, load: ModuleLoader): Promise<BackendChoice> {
+  const prefer = opts.prefer ?? 'tensorflow-gpu';
+  const start = BACKEND_LADDER.indexOf(prefer);
+  if (start < 0) {
+    throw new Error(`Unknown backend '${prefer}': expected one of ${BACKEND_LADDER.join(', ')}.`);
+  }
+  const attempts: BackendAttempt[] = [];
+  const skipped = BACKEND_LADDER.slice(0, start);
+
+  for (const rung of BACKEND_LADDER.slice(start)) {
+    if (rung === 'cpu' && opts.allowCpuTraining !== true) {
+      attempts.push({ name: 'cpu', error: 'not allowed: pass allowCpuTraining: true to accept the cpu backend' });
+      break;
+    }
+    try {
+      const backend = await activate(rung, load);
+      attempts.push({ name: rung });
+      return { backend, rung, reason: describeChoice(rung, skipped, attempts), attempts };
+    } catch (err) {
+      const message = firstLine(err instanceof Error ? err.message : String(err));
+      attempts.push({ name: rung, error: message });
+      if (rung !== 'wasm' && rung !== 'cpu' && !isModuleNotFound(err)) {
+        // The package is installed but its native library failed to load (missing CUDA,
+        // wrong glibc, ...). That is a broken site set-up, not an absent option, so it
+        // also goes to the process warning channel.
+        process.emitWarning(`${NATIVE_PACKAGES[rung]} is installed but failed to load: ${message}`, 'BackendWarning');
+      }
+    }
+  }
+
+  const summary = attempts.map((a) => `${a.name}: ${a.error ?? 'ok'}`).join('; ');
+  throw new BackendUnavailableError(`No usable tfjs backend (${summary}).`, attempts);
+}
+
+async function activate(rung: BackendName, load: ModuleLoader): Promise<string> {
+  switch (rung) {
+    case 'tensorflow-gpu':
+    case 'tensorflow': {
+      load(NATIVE_PACKAGES[rung]);
+      // Both native packages register their backend under the name 'tensorflow'.
+      // NOTE: with tfjs-node-gpu, libtensorflow may still fall back to the CPU when CUDA
+      // libraries are missing. This function does not check which device TF picked.
+      if (tf.findBackend('tensorflow') === null) {
+        throw new Error(`${NATIVE_PACKAGES[rung]} loaded but did not register the 'tensorflow' backend`);
+      }
+      await setAndCheck('tensorflow');
+      return 'tensorflow';
+    }
+    case 'wasm': {
+      configureWasm();
+      registerWasmGradientKernels();
+      await setAndCheck('wasm');
+      return 'wasm';
+    }
+    case 'cpu': {
+      await setAndCheck('cpu');
+      return 'cpu';
+    }
+  }
+}
+
+async function setAndCheck(name: string): Promise<void> {
+  const ok = await tf.setBackend(name);
+  await tf.ready();
+  if (!ok || tf.getBackend() !== name) {
+    throw new Error(`tf.setBackend('${name}') failed; active backend is '${tf.getBackend()}'`);
+  }
+}
+
+let wasmConfigured = false;
+
+/**
+ * Points the wasm backend at the .wasm binaries shipped in node_modules. Under Node, tfjs
+ * 4.22 reports WASM_HAS_MULTITHREAD_SUPPORT = false, so the single-threaded SIMD build
+ * (tfjs-backend-wasm-simd.wasm) is the one loaded and wasm uses one core per process.
+ * Using both cores needs one training worker per core with the gradients combined.
+ */
+function configureWasm(): void {
+  if (wasmConfigured) {
+    return;
+  }
+  const distDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+  // setWasmPaths takes a prefix, so the trailing separator matters.
+  setWasmPaths(distDir + path.sep);
+  wasmConfigured = true;
+}
+
+/** Keeps the first line: Node appends the whole require stack to MODULE_NOT_FOUND messages. */
+function firstLine(message: string): string {
+  return message.split('\n', 1)[0];
+}
+
+function isModuleNotFound(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'MODULE_NOT_FOUND';
+}
+
+function describeChoice(rung: BackendName, skipped: BackendName[], attempts: BackendAttempt[]): string {
+  const failed = attempts.filter((a) => a.error !== undefined).map((a) => `${a.name} failed (${a.error})`);
+  const parts: string[] = [];
+  if (skipped.length > 0) {
+    parts.push(`skipped ${skipped.join(', ')} by preference`);
+  }
+  parts.push(...failed);
+  const context = parts.length > 0 ? `: ${parts.join('; ')}` : '';
+  const warning = rung === 'cpu' ? ' Training on cpu is very slow.' : '';
+  return `Using ${rung}${context}.${warning}`;
+}

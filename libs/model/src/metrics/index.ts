@@ -1,0 +1,3 @@
+export { rocAuc, oneVsRestAuc, type PerClassAuc } from './roc-auc';
+export { confusionMatrix, argmaxRows, sensitivitySpecificity, type SensitivitySpecificity } from './confusion';
+export { scoreHistogram, aucFromHistograms, sumHistograms, type ScoreHistogram } from './histogram';

@@ -1,0 +1,85 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { BackendUnavailableError, chooseBackend, initBackend } from '../src';
+
+function moduleNotFound(name: string): Error {
+  return Object.assign(new Error(`Cannot find module '${name}'`), { code: 'MODULE_NOT_FOUND' });
+}
+
+describe('initBackend', () => {
+  afterAll(async () => {
+    await tf.setBackend('wasm');
+  });
+
+  describe('when the native packages are not installed', () => {
+    it('falls back to wasm and records why', async () => {
+      const choice = await initBackend();
+      expect(choice.backend).toBe('wasm');
+      expect(tf.getBackend()).toBe('wasm');
+      expect(choice.attempts.map((a) => a.name)).toEqual(['tensorflow-gpu', 'tensorflow', 'wasm']);
+      // Usually "Cannot find module"; a copy installed without its libtensorflow download
+      // fails with a native load error instead. Either way the rung must carry a reason.
+      expect(choice.attempts[0].error).toMatch(/\S/);
+      expect(choice.attempts[1].error).toMatch(/\S/);
+      expect(choice.attempts[2].error).toBeUndefined();
+      expect(choice.reason).toMatch(/^Using wasm: tensorflow-gpu failed/);
+    });
+
+    it('returns the first choice on later calls', async () => {
+      const first = await initBackend();
+      const again = await initBackend({ prefer: 'cpu', allowCpuTraining: true });
+      expect(again).toBe(first);
+      expect(tf.getBackend()).toBe('wasm');
+    });
+
+    it('registers the wasm filter gradient kernel', () => {
+      expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeDefined();
+    });
+  });
+
+  describe('when a native package is installed but broken', () => {
+    it('reports the load error and warns', async () => {
+      const warning = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+      const cudaError = 'libcudart.so.11.0: cannot open shared object file: No such file or directory';
+      const load = (name: string): unknown => {
+        if (name === '@tensorflow/tfjs-node-gpu') {
+          throw new Error(cudaError);
+        }
+        throw moduleNotFound(name);
+      };
+      try {
+        const choice = await chooseBackend({}, load);
+        expect(choice.backend).toBe('wasm');
+        expect(choice.attempts[0]).toEqual({ name: 'tensorflow-gpu', error: cudaError });
+        expect(choice.reason).toContain(cudaError);
+        expect(warning).toHaveBeenCalledTimes(1);
+        expect(String(warning.mock.calls[0][0])).toContain('@tensorflow/tfjs-node-gpu is installed but failed to load');
+      } finally {
+        warning.mockRestore();
+      }
+    });
+  });
+
+  describe('when a rung is preferred', () => {
+    it('skips the rungs above it', async () => {
+      const load = vi.fn();
+      const choice = await chooseBackend({ prefer: 'wasm' }, load);
+      expect(load).not.toHaveBeenCalled();
+      expect(choice.attempts).toEqual([{ name: 'wasm' }]);
+      expect(choice.reason).toBe('Using wasm: skipped tensorflow-gpu, tensorflow by preference.');
+    });
+
+    it('rejects cpu without allowCpuTraining', async () => {
+      const attempt = chooseBackend({ prefer: 'cpu' }, vi.fn());
+      await expect(attempt).rejects.toBeInstanceOf(BackendUnavailableError);
+      await expect(attempt).rejects.toThrow(/cpu: not allowed: pass allowCpuTraining: true/);
+    });
+
+    it('accepts cpu with allowCpuTraining', async () => {
+      const choice = await chooseBackend({ prefer: 'cpu', allowCpuTraining: true }, vi.fn());
+      expect(choice.backend).toBe('cpu');
+      expect(tf.getBackend()).toBe('cpu');
+      expect(choice.reason).toMatch(/Training on cpu is very slow/);
+    });
+  });
+});
