@@ -1,0 +1,169 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { MAX_CHUNK_BYTES } from '@covnet/protocol';
+
+/** Injection token of the validated `CoordinatorConfig`. */
+export const COORDINATOR_CONFIG = Symbol('COORDINATOR_CONFIG');
+
+export type DatabaseConfig =
+  | { type: 'sqlite'; path: string }
+  | { type: 'postgres'; url: string };
+
+export interface CoordinatorConfig {
+  host: string;
+  /** TCP port; 0 lets the operating system choose one. */
+  port: number;
+  dataDir: string;
+  sitesFile: string;
+  initialModelFile: string;
+  experiment: string;
+  rounds: number;
+  /** Minimum number of sites needed to start a round and to close it at the deadline. */
+  minSites: number;
+  roundTimeoutS: number;
+  epochs: number;
+  learningRate: number;
+  batchSize: number;
+  proximalMu: number;
+  /** Bytes per chunk of the global model sent to sites. */
+  chunkBytes: number;
+  exitWhenDone: boolean;
+  database: DatabaseConfig;
+  logLevel: string;
+}
+
+type FlagKind = 'string' | 'int' | 'number' | 'boolean';
+
+interface FlagSpec {
+  key: keyof CoordinatorConfig;
+  kind: FlagKind;
+  help: string;
+}
+
+/** Every command-line flag, with what it sets; defaults live in the schema below. */
+export const FLAGS: Record<string, FlagSpec> = {
+  '--host': { key: 'host', kind: 'string', help: 'address to listen on (default 127.0.0.1)' },
+  '--port': { key: 'port', kind: 'int', help: 'TCP port, 0 for any free port (default 8080)' },
+  '--data-dir': { key: 'dataDir', kind: 'string', help: 'directory of the SQLite database and checkpoints (required)' },
+  '--sites': { key: 'sitesFile', kind: 'string', help: 'JSON file {"sites":[{"name","tokenSha256"}]} of the sites allowed to join (required)' },
+  '--initial-model': { key: 'initialModelFile', kind: 'string', help: 'weights in the CVNW codec format, used as model version 0 (required)' },
+  '--experiment': { key: 'experiment', kind: 'string', help: 'experiment name (default "default")' },
+  '--rounds': { key: 'rounds', kind: 'int', help: 'number of training rounds (default 3)' },
+  '--min-sites': { key: 'minSites', kind: 'int', help: 'sites needed to start and to close a round (default 2)' },
+  '--round-timeout-s': { key: 'roundTimeoutS', kind: 'number', help: 'seconds each training and each evaluation phase may take (default 600)' },
+  '--epochs': { key: 'epochs', kind: 'int', help: 'local epochs per round, sent to sites (default 1)' },
+  '--learning-rate': { key: 'learningRate', kind: 'number', help: 'local learning rate, sent to sites (default 0.001)' },
+  '--batch-size': { key: 'batchSize', kind: 'int', help: 'local batch size in exams, sent to sites (default 4)' },
+  '--proximal-mu': { key: 'proximalMu', kind: 'number', help: 'FedProx proximal term, 0 for plain FedAvg, sent to sites (default 0)' },
+  '--chunk-bytes': { key: 'chunkBytes', kind: 'int', help: `bytes per model chunk sent to sites (default and maximum ${MAX_CHUNK_BYTES})` },
+  '--exit-when-done': { key: 'exitWhenDone', kind: 'boolean', help: 'exit with status 0 after the last round instead of serving the API' },
+};
+
+const positiveInt = z.number().int().positive();
+
+const configSchema = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8080),
+  dataDir: z.string({ required_error: 'is required' }).min(1),
+  sitesFile: z.string({ required_error: 'is required' }).min(1),
+  initialModelFile: z.string({ required_error: 'is required' }).min(1),
+  experiment: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected 1-64 letters, digits, dot, dash or underscore')
+    .default('default'),
+  rounds: positiveInt.max(10_000).default(3),
+  minSites: positiveInt.default(2),
+  roundTimeoutS: z.number().positive().default(600),
+  epochs: positiveInt.max(1000).default(1),
+  learningRate: z.number().positive().max(10).default(0.001),
+  batchSize: positiveInt.max(4096).default(4),
+  proximalMu: z.number().nonnegative().max(100).default(0),
+  chunkBytes: positiveInt.max(MAX_CHUNK_BYTES).default(MAX_CHUNK_BYTES),
+  exitWhenDone: z.boolean().default(false),
+});
+
+const KEY_TO_FLAG = new Map(Object.entries(FLAGS).map(([flag, spec]) => [spec.key as string, flag]));
+
+/** Thrown for an invalid command line or environment; the message names the flag or variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Reads the coordinator's configuration from command-line flags (`--flag value`
+ * or `--flag=value`) and from the environment variables DATABASE_URL and LOG_LEVEL.
+ * Relative paths are resolved against the current directory.
+ * @param argv arguments after the script name, e.g. `process.argv.slice(2)`.
+ * @throws ConfigError naming the first unknown, repeated or invalid flag.
+ */
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): CoordinatorConfig {
+  const raw: Record<string, unknown> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const spec = FLAGS[flag];
+    if (!spec) throw new ConfigError(`unknown argument ${arg}; valid flags: ${Object.keys(FLAGS).join(', ')}`);
+    if (spec.key in raw) throw new ConfigError(`flag ${flag} is given twice`);
+
+    if (spec.kind === 'boolean') {
+      if (eq > 0) throw new ConfigError(`flag ${flag} takes no value`);
+      raw[spec.key] = true;
+      continue;
+    }
+    let value: string | undefined;
+    if (eq > 0) {
+      value = arg.slice(eq + 1);
+    } else {
+      value = argv[i + 1];
+      i += 1;
+    }
+    if (value === undefined || (eq < 0 && value.startsWith('--'))) {
+      throw new ConfigError(`flag ${flag} needs a value: ${spec.help}`);
+    }
+    raw[spec.key] = spec.kind === 'string' ? value : parseNumber(flag, value, spec.kind);
+  }
+
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = String(issue.path[0]);
+    const flag = KEY_TO_FLAG.get(key) ?? key;
+    throw new ConfigError(`flag ${flag}: ${issue.message} (${FLAGS[flag]?.help ?? ''})`);
+  }
+  const values = parsed.data;
+  const dataDir = resolve(values.dataDir);
+
+  return {
+    ...values,
+    dataDir,
+    sitesFile: resolve(values.sitesFile),
+    initialModelFile: resolve(values.initialModelFile),
+    database: databaseFromEnv(env.DATABASE_URL, dataDir),
+    logLevel: logLevelFromEnv(env.LOG_LEVEL),
+  };
+}
+
+function parseNumber(flag: string, value: string, kind: 'int' | 'number'): number {
+  const trimmed = value.trim();
+  const number = trimmed === '' ? NaN : Number(trimmed);
+  if (!Number.isFinite(number) || (kind === 'int' && !Number.isInteger(number))) {
+    throw new ConfigError(`flag ${flag}: "${value}" is not ${kind === 'int' ? 'an integer' : 'a number'}`);
+  }
+  return number;
+}
+
+function databaseFromEnv(url: string | undefined, dataDir: string): DatabaseConfig {
+  if (url === undefined || url === '') return { type: 'sqlite', path: resolve(dataDir, 'coordinator.sqlite') };
+  if (/^postgres(ql)?:\/\//.test(url)) return { type: 'postgres', url };
+  // The URL may carry a password, so only its scheme is echoed.
+  throw new ConfigError(`DATABASE_URL has scheme "${url.split(':')[0]}": only postgres:// or postgresql:// is supported`);
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function logLevelFromEnv(level: string | undefined): string {
+  if (level === undefined || level === '') return 'info';
+  if (!LOG_LEVELS.includes(level)) throw new ConfigError(`LOG_LEVEL "${level}" is invalid; expected one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}

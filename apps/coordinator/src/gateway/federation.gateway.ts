@@ -1,0 +1,172 @@
+import { Inject } from '@nestjs/common';
+import {
+  ConnectedSocket,
+  MessageBody,
+  SubscribeMessage,
+  WebSocketGateway,
+  type OnGatewayConnection,
+  type OnGatewayDisconnect,
+  type OnGatewayInit,
+} from '@nestjs/websockets';
+import type { Server } from 'socket.io';
+import type { Logger } from 'pino';
+import {
+  AGENT_EVENTS,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  failure,
+  parseEvent,
+  type Ack,
+  type Welcome,
+} from '@covnet/protocol';
+import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
+import { ROOT_LOGGER } from '../logging/logger';
+import { SiteRegistry } from '../sites/site-registry.service';
+import { SiteSessions, type AgentSocket } from '../sites/site-sessions';
+import { RoundScheduler } from '../rounds/round-scheduler.service';
+import { ModelStore } from '../models/model-store.service';
+import { HandshakeError, authenticateHandshake } from './handshake';
+
+interface SocketData {
+  site: string;
+}
+
+/**
+ * The socket.io endpoint for site agents. Sockets are authenticated in a
+ * middleware before they connect. Every event is validated with the
+ * protocol's schema, and its result is returned through the acknowledgement.
+ */
+@WebSocketGateway()
+export class FederationGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect {
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
+    @Inject(ROOT_LOGGER) rootLogger: Logger,
+    @Inject(SiteRegistry) private readonly registry: SiteRegistry,
+    @Inject(SiteSessions) private readonly sessions: SiteSessions,
+    @Inject(RoundScheduler) private readonly scheduler: RoundScheduler,
+    @Inject(ModelStore) private readonly models: ModelStore,
+  ) {
+    this.log = rootLogger.child({ context: 'gateway' });
+  }
+
+  afterInit(server: Server): void {
+    server.use((socket, next) => {
+      try {
+        (socket.data as SocketData).site = authenticateHandshake(socket.handshake.auth, (token) => this.registry.authenticate(token));
+        next();
+      } catch (error) {
+        if (!(error instanceof HandshakeError)) {
+          this.log.error({ err: error }, 'socket authentication failed unexpectedly');
+          next(new HandshakeError('internal_error', 'authentication failed: internal error'));
+          return;
+        }
+        this.log.warn({ code: error.data.code, address: socket.handshake.address }, error.message);
+        next(error);
+      }
+    });
+  }
+
+  handleConnection(socket: AgentSocket): void {
+    const site = this.siteOf(socket);
+    socket.on('error', (error) => this.log.error({ site, err: error }, `socket of site ${site} failed`));
+    const previous = this.sessions.attach(site, socket);
+    if (previous) {
+      this.log.warn({ site }, `site ${site} connected again: its earlier connection is closed`);
+      previous.disconnect(true);
+    }
+    this.log.info({ site, address: socket.handshake.address }, `site ${site} connected`);
+    this.registry.recordSeen(site).catch((error: Error) => this.log.error({ site, err: error }, `storing last-seen time of site ${site} failed`));
+  }
+
+  handleDisconnect(socket: AgentSocket): void {
+    const site = (socket.data as Partial<SocketData>).site;
+    if (site === undefined) return;
+    if (this.sessions.detach(site, socket)) this.log.info({ site }, `site ${site} disconnected`);
+  }
+
+  @SubscribeMessage(AGENT_EVENTS.hello)
+  hello(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack<Welcome>> {
+    return this.respond(socket, AGENT_EVENTS.hello, body, async (site) => {
+      const hello = parseEvent(AGENT_EVENTS.hello, body);
+      await this.registry.recordHello(site, hello);
+      this.log.info(
+        { site, backend: hello.backend, agentVersion: hello.agentVersion, trainExams: hello.trainExams, valExams: hello.valExams },
+        `site ${site} is ready`,
+      );
+      // The site is marked ready after the acknowledgement is sent, so that the
+      // agent receives its welcome before a round task that the hello may trigger.
+      setImmediate(() => this.sessions.recordHello(site, socket, hello));
+      return { site, experiment: this.config.experiment, protocolVersion: PROTOCOL_VERSION };
+    });
+  }
+
+  @SubscribeMessage(AGENT_EVENTS.modelChunk)
+  modelChunk(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack<{ data: Uint8Array }>> {
+    return this.respond(socket, AGENT_EVENTS.modelChunk, body, async () => {
+      const request = parseEvent(AGENT_EVENTS.modelChunk, body);
+      return { data: await this.models.chunk(request.version, request.index) };
+    });
+  }
+
+  @SubscribeMessage(AGENT_EVENTS.updateBegin)
+  updateBegin(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack<{ uploadId: string; nextIndex: number }>> {
+    return this.respond(socket, AGENT_EVENTS.updateBegin, body, async (site) => this.scheduler.beginUpdate(site, parseEvent(AGENT_EVENTS.updateBegin, body)));
+  }
+
+  @SubscribeMessage(AGENT_EVENTS.updateChunk)
+  updateChunk(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack<{ nextIndex: number }>> {
+    return this.respond(socket, AGENT_EVENTS.updateChunk, body, async (site) => this.scheduler.addUpdateChunk(site, parseEvent(AGENT_EVENTS.updateChunk, body)));
+  }
+
+  @SubscribeMessage(AGENT_EVENTS.updateCommit)
+  updateCommit(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack<{ accepted: true }>> {
+    return this.respond(socket, AGENT_EVENTS.updateCommit, body, async (site) => this.scheduler.commitUpdate(site, parseEvent(AGENT_EVENTS.updateCommit, body)));
+  }
+
+  @SubscribeMessage(AGENT_EVENTS.metricsReport)
+  metricsReport(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack> {
+    return this.respond(socket, AGENT_EVENTS.metricsReport, body, async (site) => {
+      await this.scheduler.reportMetrics(site, parseEvent(AGENT_EVENTS.metricsReport, body));
+      return {};
+    });
+  }
+
+  /**
+   * Runs a handler and turns its outcome into an acknowledgement. A
+   * ProtocolError goes to the peer as it is. Any other error is logged with
+   * its stack, and the peer gets only `internal_error`.
+   */
+  private async respond<T extends object>(
+    socket: AgentSocket,
+    event: string,
+    body: unknown,
+    handler: (site: string) => Promise<T>,
+  ): Promise<Ack<T>> {
+    const site = this.siteOf(socket);
+    try {
+      const result = await handler(site);
+      return { ok: true, ...result };
+    } catch (error) {
+      if (error instanceof ProtocolError) {
+        const round = roundOf(body, this.scheduler.openRound);
+        this.log.warn({ site, round, event, code: error.code }, `${event} from site ${site} rejected: ${error.message}`);
+        return failure(error.toBody());
+      }
+      this.log.error({ site, round: roundOf(body, this.scheduler.openRound), event, err: error }, `${event} from site ${site} failed unexpectedly`);
+      return failure({ code: 'internal_error', message: `${event} failed on the coordinator; retry later` });
+    }
+  }
+
+  private siteOf(socket: AgentSocket): string {
+    return (socket.data as SocketData).site;
+  }
+}
+
+/** Returns the round a message names, else the open round, for the round id of log lines. */
+function roundOf(body: unknown, openRound: number | null): number | undefined {
+  const named = (body as { round?: unknown } | null | undefined)?.round;
+  if (typeof named === 'number') return named;
+  return openRound ?? undefined;
+}

@@ -1,0 +1,59 @@
+import 'reflect-metadata';
+import { ConfigError, loadConfig } from './config/config';
+import { createRootLogger } from './logging/logger';
+import { startCoordinator } from './coordinator';
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = loadConfig(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`coordinator: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const logger = createRootLogger(config.logLevel);
+  const coordinator = await startCoordinator(config, logger);
+  // Scripts wait for exactly this line on stdout; logs go to stderr.
+  process.stdout.write(`coordinator listening on http://${config.host}:${coordinator.port}\n`);
+
+  let shuttingDown = false;
+  const shutdown = (signal: string) => {
+    shuttingDown = true;
+    logger.info({ signal }, `received ${signal}, shutting down`);
+    coordinator.close().then(
+      () => process.exit(0),
+      (error: Error) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+
+  try {
+    const summary = await coordinator.done;
+    if (config.exitWhenDone) {
+      logger.info(summary, 'exiting: --exit-when-done');
+      await coordinator.close();
+      return 0;
+    }
+    logger.info(summary, 'all rounds done; the REST API keeps serving');
+    return await new Promise<number>(() => {});
+  } catch {
+    // startCoordinator has logged why the round loop ended; a signal ends it on purpose.
+    await coordinator.close();
+    return shuttingDown ? 0 : 1;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: Error) => {
+    process.stderr.write(`coordinator failed to start: ${error.stack ?? error.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,31 @@
+import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+
+/** One global model version and its checkpoint file. Version 0 is the initial model. */
+@Entity({ name: 'model_versions' })
+@Index('uq_model_versions_experiment_version', ['experiment', 'version'], { unique: true })
+export class ModelVersionEntity {
+  @PrimaryGeneratedColumn({ type: 'integer' })
+  id!: number;
+
+  @Column({ type: 'varchar', length: 64 })
+  experiment!: string;
+
+  @Column({ type: 'integer' })
+  version!: number;
+
+  /** Round whose aggregation produced this version; 0 for the initial model. */
+  @Column({ type: 'integer' })
+  round!: number;
+
+  @Column({ type: 'text' })
+  path!: string;
+
+  @Column({ type: 'varchar', length: 64 })
+  sha256!: string;
+
+  @Column({ name: 'byte_length', type: 'integer' })
+  byteLength!: number;
+
+  @Column({ name: 'created_at', type: 'varchar', length: 32 })
+  createdAt!: string;
+}

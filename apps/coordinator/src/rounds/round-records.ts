@@ -1,0 +1,78 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import type { Repository } from 'typeorm';
+import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
+import { RoundEntity, SiteMetricEntity, UpdateEntity } from '../persistence/entities';
+import { Clock } from '../clock';
+import type { RoundState } from './round-state';
+
+/** Rows of the rounds and updates tables for the configured experiment. */
+@Injectable()
+export class RoundRecords {
+  constructor(
+    @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
+    @InjectRepository(RoundEntity) private readonly rounds: Repository<RoundEntity>,
+    @InjectRepository(UpdateEntity) private readonly updates: Repository<UpdateEntity>,
+    @InjectRepository(SiteMetricEntity) private readonly metrics: Repository<SiteMetricEntity>,
+    @Inject(Clock) private readonly clock: Clock,
+  ) {}
+
+  /** Returns the number of the first round that is not done: 1 for a new experiment. */
+  async firstRoundToRun(): Promise<number> {
+    const done = await this.rounds.find({ where: { experiment: this.config.experiment, state: 'done' } });
+    return done.reduce((max, round) => Math.max(max, round.number), 0) + 1;
+  }
+
+  /**
+   * Creates round `number` in `waiting_for_quorum`. A row left unfinished by an
+   * earlier process is reset, and its updates and metrics deleted, because the
+   * running FedAvg sum of that attempt was lost with the process.
+   */
+  async open(number: number, modelVersionIn: number): Promise<RoundEntity> {
+    const experiment = this.config.experiment;
+    const existing = await this.rounds.findOne({ where: { experiment, number } });
+    if (existing) {
+      await this.updates.delete({ experiment, round: number });
+      await this.metrics.delete({ experiment, round: number });
+    }
+    const round = existing ?? this.rounds.create({ experiment, number });
+    Object.assign(round, {
+      state: 'waiting_for_quorum' satisfies RoundState,
+      modelVersionIn,
+      modelVersionOut: null,
+      participants: [],
+      leftOut: [],
+      startedAt: this.clock.nowIso(),
+      endedAt: null,
+    });
+    return this.rounds.save(round);
+  }
+
+  /** Persists `round` in `state`, with whatever other fields the caller changed. */
+  async transition(round: RoundEntity, state: RoundState): Promise<void> {
+    round.state = state;
+    if (state === 'done') round.endedAt = this.clock.nowIso();
+    await this.rounds.save(round);
+  }
+
+  async save(round: RoundEntity): Promise<void> {
+    await this.rounds.save(round);
+  }
+
+  async insertUpdate(update: Omit<UpdateEntity, 'id' | 'experiment' | 'acceptedAt'>): Promise<UpdateEntity> {
+    const row = this.updates.create({ ...update, experiment: this.config.experiment, acceptedAt: this.clock.nowIso() });
+    return this.updates.save(row);
+  }
+
+  async deleteUpdate(row: UpdateEntity): Promise<void> {
+    await this.updates.delete({ id: row.id });
+  }
+
+  async list(): Promise<RoundEntity[]> {
+    return this.rounds.find({ where: { experiment: this.config.experiment }, order: { number: 'ASC' } });
+  }
+
+  async find(number: number): Promise<RoundEntity | null> {
+    return this.rounds.findOne({ where: { experiment: this.config.experiment, number } });
+  }
+}

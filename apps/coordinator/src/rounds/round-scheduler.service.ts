@@ -1,0 +1,463 @@
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import type { Logger } from 'pino';
+import {
+  COORDINATOR_EVENTS,
+  ProtocolError,
+  decodeWeights,
+  type EvaluateTask,
+  type MetricsReport,
+  type TrainTask,
+  type UpdateBegin,
+  type UpdateChunk,
+  type UpdateCommit,
+} from '@covnet/protocol';
+import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
+import { ROOT_LOGGER } from '../logging/logger';
+import { FedAvgAccumulator, firstNonFinite, layoutMismatch } from '../aggregation/fedavg';
+import { ModelStore } from '../models/model-store.service';
+import { MetricsService } from '../metrics/metrics.service';
+import { SiteSessions } from '../sites/site-sessions';
+import type { LeftOutSite, RoundEntity } from '../persistence/entities';
+import { Clock } from '../clock';
+import { Deferred } from './deferred';
+import { RoundRecords } from './round-records';
+import { Uploads } from './uploads';
+
+/** Outcome of a federation whose rounds all finished. */
+export interface FederationSummary {
+  experiment: string;
+  rounds: number;
+  finalModelVersion: number;
+  finalSha256: string;
+}
+
+/** Raised inside the round loop when the coordinator shuts down. */
+class SchedulerStopped extends Error {
+  override name = 'SchedulerStopped';
+}
+
+interface TrainingPhase {
+  task: TrainTask;
+  participants: ReadonlySet<string>;
+  accepted: Set<string>;
+  /** Sites whose update row is being written; a second commit meanwhile is a duplicate. */
+  committing: Set<string>;
+  // Batch-normalisation moving statistics are ordinary tensors of the payload,
+  // so they are averaged here like every weight.
+  accumulator: FedAvgAccumulator;
+  deadlinePassed: boolean;
+  closed: Deferred<void>;
+  cancelTimer: () => void;
+}
+
+interface EvaluationPhase {
+  task: EvaluateTask;
+  evaluators: Set<string>;
+  reported: Set<string>;
+  closed: Deferred<void>;
+  cancelTimer: () => void;
+}
+
+interface ActiveRound {
+  entity: RoundEntity;
+  training: TrainingPhase | null;
+  evaluation: EvaluationPhase | null;
+}
+
+/**
+ * Runs the rounds of the experiment (see README.md in this folder) and
+ * decides on every update and metrics report that sites send.
+ */
+@Injectable()
+export class RoundScheduler implements OnApplicationShutdown {
+  private readonly log: Logger;
+  private readonly uploads = new Uploads();
+  private active: ActiveRound | null = null;
+  private quorum: Deferred<void> | null = null;
+  private summary: FederationSummary | null = null;
+  private stopped = false;
+  private readonly onReady = (site: string) => this.handleSiteReady(site);
+
+  constructor(
+    @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
+    @Inject(ROOT_LOGGER) rootLogger: Logger,
+    @Inject(ModelStore) private readonly models: ModelStore,
+    @Inject(MetricsService) private readonly metrics: MetricsService,
+    @Inject(SiteSessions) private readonly sessions: SiteSessions,
+    @Inject(RoundRecords) private readonly records: RoundRecords,
+    @Inject(Clock) private readonly clock: Clock,
+  ) {
+    this.log = rootLogger.child({ context: 'rounds', experiment: config.experiment });
+    sessions.on('ready', this.onReady);
+  }
+
+  /**
+   * Runs every remaining round and resolves when the last is done.
+   * @throws SchedulerStopped when the coordinator shuts down first.
+   */
+  async run(): Promise<FederationSummary> {
+    const first = await this.records.firstRoundToRun();
+    if (first > 1) this.log.info({ round: first }, `rounds 1-${first - 1} are already done; resuming at round ${first}`);
+    for (let number = first; number <= this.config.rounds; number++) {
+      await this.runRound(number);
+    }
+    const current = this.models.current;
+    this.summary = {
+      experiment: this.config.experiment,
+      rounds: this.config.rounds,
+      finalModelVersion: current.version,
+      finalSha256: current.ref.sha256,
+    };
+    for (const site of this.sessions.readySites()) this.sendDone(site);
+    this.log.info({ modelVersion: current.version }, `federation done after ${this.config.rounds} rounds`);
+    return this.summary;
+  }
+
+  /** Number of the round in progress, or null between rounds. */
+  get openRound(): number | null {
+    return this.active?.entity.number ?? null;
+  }
+
+  onApplicationShutdown(): void {
+    this.stopped = true;
+    this.sessions.off('ready', this.onReady);
+    const stop = new SchedulerStopped('coordinator is shutting down');
+    this.quorum?.reject(stop);
+    this.active?.training?.cancelTimer();
+    this.active?.training?.closed.reject(stop);
+    this.active?.evaluation?.cancelTimer();
+    this.active?.evaluation?.closed.reject(stop);
+    this.uploads.clear();
+  }
+
+  // ---- the round loop ----
+
+  private async runRound(number: number): Promise<void> {
+    const entity = await this.records.open(number, this.models.current.version);
+    const active: ActiveRound = { entity, training: null, evaluation: null };
+    this.active = active;
+    const log = this.log.child({ round: number });
+    log.info({ modelVersion: entity.modelVersionIn }, `round ${number} waiting for ${this.config.minSites} sites`);
+
+    await this.waitForQuorum(number);
+    const training = await this.startTraining(active);
+    await training.closed.promise;
+    this.checkStopped();
+
+    await this.records.transition(entity, 'aggregating');
+    const result = training.accumulator.result();
+    const saved = await this.models.saveNext(number, result);
+    entity.modelVersionOut = saved.version;
+    log.info(
+      { modelVersion: saved.version, sha256: saved.sha256, updates: training.accumulator.updates, examples: training.accumulator.weight },
+      `round ${number} aggregated ${training.accumulator.updates} updates into model version ${saved.version}`,
+    );
+
+    const evaluation = await this.startEvaluation(active);
+    await evaluation.closed.promise;
+    this.checkStopped();
+
+    await this.records.transition(entity, 'done');
+    this.active = null;
+    log.info(`round ${number} done`);
+  }
+
+  private async waitForQuorum(number: number): Promise<void> {
+    this.checkStopped();
+    if (this.sessions.readySites().length >= this.config.minSites) return;
+    this.quorum = new Deferred<void>();
+    try {
+      await this.quorum.promise;
+    } finally {
+      this.quorum = null;
+    }
+    this.log.info({ round: number, sites: this.sessions.readySites() }, `round ${number} has a quorum`);
+  }
+
+  private async startTraining(active: ActiveRound): Promise<TrainingPhase> {
+    const { entity } = active;
+    const participants = this.sessions.readySites();
+    const deadlineMs = this.config.roundTimeoutS * 1000;
+    const current = this.models.current;
+    const task: TrainTask = {
+      experiment: this.config.experiment,
+      round: entity.number,
+      modelVersion: current.version,
+      model: current.ref,
+      hyper: {
+        epochs: this.config.epochs,
+        learningRate: this.config.learningRate,
+        batchSize: this.config.batchSize,
+        proximalMu: this.config.proximalMu,
+      },
+      deadline: new Date(this.clock.now().getTime() + deadlineMs).toISOString(),
+    };
+    entity.participants = participants;
+    await this.records.transition(entity, 'training');
+
+    const training: TrainingPhase = {
+      task,
+      participants: new Set(participants),
+      accepted: new Set(),
+      committing: new Set(),
+      accumulator: new FedAvgAccumulator(this.models.layout),
+      deadlinePassed: false,
+      closed: new Deferred<void>(),
+      cancelTimer: () => {},
+    };
+    active.training = training;
+    training.cancelTimer = this.clock.setTimer(deadlineMs, () => this.trainingDeadline(active, training));
+    for (const site of participants) this.sessions.send(site, COORDINATOR_EVENTS.trainTask, task);
+    this.log.info(
+      { round: entity.number, modelVersion: current.version, participants, deadline: task.deadline },
+      `round ${entity.number} training with ${participants.length} sites`,
+    );
+    return training;
+  }
+
+  private trainingDeadline(active: ActiveRound, training: TrainingPhase): void {
+    training.deadlinePassed = true;
+    const number = active.entity.number;
+    if (training.accepted.size >= this.config.minSites) {
+      this.closeTraining(active, training);
+      return;
+    }
+    active.entity.leftOut = this.missingParticipants(training);
+    this.records.save(active.entity).catch((error: Error) => {
+      this.log.error({ round: number, err: error }, `round ${number}: storing the sites left out failed`);
+    });
+    this.log.error(
+      { round: number, accepted: [...training.accepted], leftOut: active.entity.leftOut },
+      `round ${number} deadline passed with ${training.accepted.size} of the ${this.config.minSites} updates needed: the round stays open until ${this.config.minSites} updates are accepted`,
+    );
+  }
+
+  /** Closes training when every participant has an accepted update, or after the deadline at quorum. */
+  private maybeCloseTraining(active: ActiveRound, training: TrainingPhase): void {
+    const everyone = training.accepted.size === training.participants.size;
+    const lateQuorum = training.deadlinePassed && training.accepted.size >= this.config.minSites;
+    if (everyone || lateQuorum) this.closeTraining(active, training);
+  }
+
+  private closeTraining(active: ActiveRound, training: TrainingPhase): void {
+    if (active.training !== training) return;
+    training.cancelTimer();
+    active.training = null;
+    // Unfinished uploads can no longer be accepted. Until now they survived a
+    // disconnect, so that an agent could reconnect and resume from nextIndex.
+    this.uploads.clear();
+    active.entity.leftOut = this.missingParticipants(training);
+    if (active.entity.leftOut.length > 0) {
+      this.log.warn(
+        { round: active.entity.number, leftOut: active.entity.leftOut },
+        `round ${active.entity.number} closes without ${active.entity.leftOut.length} participants`,
+      );
+    }
+    training.closed.resolve();
+  }
+
+  private missingParticipants(training: TrainingPhase): LeftOutSite[] {
+    return [...training.participants]
+      .filter((site) => !training.accepted.has(site))
+      .map((site) => ({ site, reason: this.sessions.isOnline(site) ? 'missed_deadline' : 'disconnected' }));
+  }
+
+  private async startEvaluation(active: ActiveRound): Promise<EvaluationPhase> {
+    const { entity } = active;
+    const current = this.models.current;
+    const deadlineMs = this.config.roundTimeoutS * 1000;
+    const task: EvaluateTask = {
+      experiment: this.config.experiment,
+      round: entity.number,
+      modelVersion: current.version,
+      model: current.ref,
+      deadline: new Date(this.clock.now().getTime() + deadlineMs).toISOString(),
+    };
+    await this.records.transition(entity, 'evaluating');
+
+    const evaluators = this.sessions.readySites();
+    const evaluation: EvaluationPhase = {
+      task,
+      evaluators: new Set(evaluators),
+      reported: new Set(),
+      closed: new Deferred<void>(),
+      cancelTimer: () => {},
+    };
+    active.evaluation = evaluation;
+    evaluation.cancelTimer = this.clock.setTimer(deadlineMs, () => {
+      const missing = [...evaluation.evaluators].filter((site) => !evaluation.reported.has(site));
+      this.log.warn(
+        { round: entity.number, modelVersion: current.version, missing },
+        `round ${entity.number} evaluation deadline passed without metrics from ${missing.length} sites`,
+      );
+      this.closeEvaluation(active, evaluation);
+    });
+    for (const site of evaluators) this.sessions.send(site, COORDINATOR_EVENTS.evaluateTask, task);
+    this.log.info(
+      { round: entity.number, modelVersion: current.version, evaluators },
+      `round ${entity.number} evaluating model version ${current.version} at ${evaluators.length} sites`,
+    );
+    if (evaluators.length === 0) this.closeEvaluation(active, evaluation);
+    return evaluation;
+  }
+
+  private closeEvaluation(active: ActiveRound, evaluation: EvaluationPhase): void {
+    if (active.evaluation !== evaluation) return;
+    evaluation.cancelTimer();
+    active.evaluation = null;
+    evaluation.closed.resolve();
+  }
+
+  private checkStopped(): void {
+    if (this.stopped) throw new SchedulerStopped('coordinator is shutting down');
+  }
+
+  // ---- site events ----
+
+  private handleSiteReady(site: string): void {
+    if (this.summary) {
+      this.sendDone(site);
+      return;
+    }
+    if (this.quorum && this.sessions.readySites().length >= this.config.minSites) this.quorum.resolve();
+
+    // A site that reconnects mid-round gets its pending task again.
+    const training = this.active?.training;
+    if (training && training.participants.has(site) && !training.accepted.has(site)) {
+      this.sessions.send(site, COORDINATOR_EVENTS.trainTask, training.task);
+    }
+    const evaluation = this.active?.evaluation;
+    if (evaluation && !evaluation.reported.has(site)) {
+      evaluation.evaluators.add(site);
+      this.sessions.send(site, COORDINATOR_EVENTS.evaluateTask, evaluation.task);
+    }
+  }
+
+  private sendDone(site: string): void {
+    const summary = this.summary!;
+    this.sessions.send(site, COORDINATOR_EVENTS.done, {
+      experiment: summary.experiment,
+      rounds: summary.rounds,
+      finalModelVersion: summary.finalModelVersion,
+    });
+  }
+
+  /**
+   * Checks that `site` may send an update for `round` trained from `modelVersion`.
+   * @throws ProtocolError `stale_round`, `wrong_model_version`, `not_participant` or `duplicate_update`.
+   */
+  private admit(site: string, round: number, modelVersion: number): TrainingPhase {
+    const training = this.active?.training;
+    if (!training || this.active!.entity.number !== round) {
+      const open = training ? `round ${this.active!.entity.number} is open for updates` : 'no round is open for updates';
+      throw new ProtocolError('stale_round', `update for round ${round} from site ${site} rejected: ${open}`);
+    }
+    if (modelVersion !== training.task.modelVersion) {
+      throw new ProtocolError(
+        'wrong_model_version',
+        `update from site ${site} was trained from model version ${modelVersion}, round ${round} trains from version ${training.task.modelVersion}`,
+      );
+    }
+    if (!training.participants.has(site)) {
+      throw new ProtocolError('not_participant', `site ${site} is not a participant of round ${round}; it can join the next round`);
+    }
+    if (training.accepted.has(site) || training.committing.has(site)) {
+      throw new ProtocolError('duplicate_update', `an update from site ${site} for round ${round} was already accepted`);
+    }
+    return training;
+  }
+
+  /** Starts an update upload after checking it is admissible. */
+  beginUpdate(site: string, begin: UpdateBegin): { uploadId: string; nextIndex: number } {
+    this.admit(site, begin.round, begin.modelVersion);
+    const upload = this.uploads.start(site, begin, this.models.maxUpdateBytes);
+    this.log.debug(
+      { site, round: begin.round, uploadId: upload.id, bytes: begin.payload.byteLength, chunks: begin.payload.chunkCount },
+      `site ${site} started an update upload for round ${begin.round}`,
+    );
+    return { uploadId: upload.id, nextIndex: upload.assembler.nextIndex };
+  }
+
+  /** Adds one chunk; a chunk below `nextIndex` is a resend and is ignored. */
+  addUpdateChunk(site: string, chunk: UpdateChunk): { nextIndex: number } {
+    const upload = this.uploads.get(site, chunk.uploadId);
+    return { nextIndex: upload.assembler.add(chunk.index, chunk.data) };
+  }
+
+  /**
+   * Verifies a finished upload and folds it into the round's FedAvg sum.
+   * @throws ProtocolError with the reason the update is rejected; the round goes on without it.
+   */
+  async commitUpdate(site: string, commit: UpdateCommit): Promise<{ accepted: true }> {
+    const upload = this.uploads.take(site, commit.uploadId);
+    const { round, modelVersion, numExamples, trainLoss } = upload.begin;
+    this.admit(site, round, modelVersion);
+
+    const payload = upload.assembler.finish();
+    const { tensors } = decodeWeights(payload);
+    const mismatch = layoutMismatch(this.models.layout, tensors);
+    if (mismatch) {
+      throw new ProtocolError('weights_mismatch', `update from site ${site}: ${mismatch}: dropped, round ${round} continues`);
+    }
+    const nonFinite = firstNonFinite(tensors);
+    if (nonFinite) {
+      throw new ProtocolError(
+        'weights_not_finite',
+        `update from site ${site}: tensor ${nonFinite} contains NaN or an infinite value: dropped, round ${round} continues`,
+      );
+    }
+
+    const training = this.admit(site, round, modelVersion);
+    training.committing.add(site);
+    let row;
+    try {
+      row = await this.records.insertUpdate({ round, site, sha256: upload.begin.payload.sha256, numExamples, trainLoss });
+    } finally {
+      training.committing.delete(site);
+    }
+    // The deadline may have closed the round while the row was written.
+    try {
+      this.admit(site, round, modelVersion);
+    } catch (error) {
+      await this.records.deleteUpdate(row);
+      throw error;
+    }
+
+    training.accumulator.add(tensors, numExamples);
+    training.accepted.add(site);
+    this.log.info(
+      { site, round, numExamples, trainLoss, accepted: training.accepted.size, participants: training.participants.size },
+      `update from site ${site} accepted for round ${round}`,
+    );
+    this.maybeCloseTraining(this.active!, training);
+    return { accepted: true };
+  }
+
+  /**
+   * Stores a site's evaluation of the round's new model version.
+   * @throws ProtocolError `stale_round`, `wrong_model_version` or `not_participant`.
+   */
+  async reportMetrics(site: string, report: MetricsReport): Promise<void> {
+    const active = this.active;
+    const evaluation = active?.evaluation;
+    if (!active || !evaluation || active.entity.number !== report.round) {
+      throw new ProtocolError('stale_round', `metrics for round ${report.round} from site ${site} rejected: no evaluation of that round is open`);
+    }
+    if (report.modelVersion !== evaluation.task.modelVersion) {
+      throw new ProtocolError(
+        'wrong_model_version',
+        `metrics from site ${site} are for model version ${report.modelVersion}, round ${report.round} evaluates version ${evaluation.task.modelVersion}`,
+      );
+    }
+    if (!evaluation.evaluators.has(site)) {
+      throw new ProtocolError('not_participant', `site ${site} was not asked to evaluate round ${report.round}`);
+    }
+    await this.metrics.store(site, report);
+    evaluation.reported.add(site);
+    this.log.info(
+      { site, round: report.round, modelVersion: report.modelVersion, auc: report.metrics.auc, valExams: report.metrics.valExams },
+      `metrics from site ${site} stored for round ${report.round}`,
+    );
+    if ([...evaluation.evaluators].every((s) => evaluation.reported.has(s))) this.closeEvaluation(active, evaluation);
+  }
+}
