@@ -19,7 +19,7 @@ const DEFAULT_COVID_CT_DIR = join(REPO_ROOT, '..', 'shared', 'data', 'covid-ct-u
 
 /** Dataset-specific choices: model input geometry and local training. */
 const SETTINGS = {
-  synthetic: { inputSize: 64, maxSlices: 16, epochs: 2, learningRate: 0.002, batchSize: 4 },
+  synthetic: { inputSize: 64, maxSlices: 16, epochs: 3, learningRate: 0.002, batchSize: 4 },
   'covid-ct': { inputSize: 96, maxSlices: 1, epochs: 2, learningRate: 0.001, batchSize: 8 },
 } as const;
 

@@ -294,7 +294,7 @@ function makeLesions(random: SeededRandom, anatomy: Anatomy, label: ExamLabel): 
 
 // COVID-19: several soft-edged ground-glass patches near the pleura of both lungs.
 function makeGroundGlass(random: SeededRandom, anatomy: Anatomy): Lesion[] {
-  const count = random.integer(3, 7);
+  const count = random.integer(4, 8);
   const lesions: Lesion[] = [];
   for (let i = 0; i < count; i++) {
     // The first two patches go to the right and left lung, so both lungs are always involved.
@@ -311,10 +311,11 @@ function makeGroundGlass(random: SeededRandom, anatomy: Anatomy): Lesion[] {
       x: cx + radial * 0.3 * anatomy.bodyRx * extent * Math.cos(angle),
       y: cy + radial * 0.72 * anatomy.bodyRy * extent * Math.sin(angle),
       z: t * anatomy.heightMm,
-      rx: random.uniform(15, 40),
-      ry: random.uniform(15, 40),
-      rz: random.uniform(15, 35),
-      hu: random.uniform(-650, -500),
+      rx: random.uniform(20, 45),
+      ry: random.uniform(20, 45),
+      rz: random.uniform(20, 40),
+      // Ground glass of -550 to -350 HU: hazy but below soft tissue, so vessels stay visible.
+      hu: random.uniform(-550, -350),
       core: random.uniform(0.3, 0.6),
     });
   }

@@ -58,9 +58,9 @@ function epochOrder(exams: LabelledExam[], hyper: TrainHyperParameters, random: 
 }
 
 /**
- * Runs local training of `model` on the exams: one exam per forward pass (exams differ in
- * slice count), gradients averaged over `batchSize` exams, then one Adam step. Each call
- * makes a fresh Adam optimizer, so moment estimates do not carry over between rounds.
+ * Runs local training of `model` on the exams: each step runs a batch of `batchSize` exams
+ * (their slices together through the backbone, max-pooled per exam) and one Adam step. Each
+ * call makes a fresh Adam optimizer, so moment estimates do not carry over between rounds.
  */
 export async function trainModel(model: tf.LayersModel, exams: LabelledExam[], hyper: TrainHyperParameters): Promise<TrainResult> {
   const batchSize = hyper.batchSize ?? 1;
@@ -93,7 +93,12 @@ export async function trainModel(model: tf.LayersModel, exams: LabelledExam[], h
   return { loss: epochLoss, steps };
 }
 
-/** Runs one batch and applies one Adam step; returns the summed cross-entropy of the batch. */
+/**
+ * Runs one batch and applies one Adam step; returns the summed cross-entropy of the batch.
+ * The slices of all exams in the batch go through the backbone together, so batch
+ * normalisation sees slices of several exams (and classes), as a batch of exams does in
+ * the reference implementation. Each exam's slice features are then max-pooled on their own.
+ */
 function accumulateAndStep(
   model: tf.LayersModel,
   exams: LabelledExam[],
@@ -105,66 +110,69 @@ function accumulateAndStep(
   random: () => number,
   optimizer: tf.Optimizer,
 ): number {
-  let summed: tf.NamedTensorMap | undefined;
+  const inputs = batch.map((index) =>
+    hyper.horizontalFlip === true && random() < 0.5 ? flipHorizontally(exams[index].input) : exams[index].input,
+  );
+  const labels = batch.map((index) => exams[index].label);
   let lossSum = 0;
+  const { value, grads } = tf.variableGrads(() => {
+    const crossEntropy = batchCrossEntropy(model, inputs, labels);
+    lossSum = crossEntropy.dataSync()[0];
+    let objective = tf.div(crossEntropy, batch.length);
+    if (mu > 0) {
+      objective = tf.add(objective, tf.mul(proximalTerm(variables, globalWeights), mu / 2));
+    }
+    return objective as tf.Scalar;
+  }, variables);
   try {
-    for (const index of batch) {
-      const exam = exams[index];
-      const input = hyper.horizontalFlip === true && random() < 0.5 ? flipHorizontally(exam.input) : exam.input;
-      const { value, grads } = tf.variableGrads(() => {
-        const crossEntropy = examCrossEntropy(model, input, exam.label);
-        lossSum += crossEntropy.dataSync()[0];
-        // Dividing by the batch length makes the summed gradient the batch mean, and the
-        // proximal term, added once per exam, count once per step.
-        let objective = tf.div(crossEntropy, batch.length);
-        if (mu > 0) {
-          objective = tf.add(objective, tf.mul(proximalTerm(variables, globalWeights), mu / 2 / batch.length));
-        }
-        return objective as tf.Scalar;
-      }, variables);
-      value.dispose();
-      summed = addInto(summed, grads);
-    }
-    optimizer.applyGradients(summed!);
+    optimizer.applyGradients(grads);
   } finally {
-    if (summed !== undefined) {
-      tf.dispose(summed);
-    }
+    value.dispose();
+    tf.dispose(grads);
   }
   return lossSum;
 }
 
 /**
- * Cross-entropy of one exam in training mode. BN normalises with the statistics of this
- * exam's slices and folds them into its moving statistics.
- * NOTE: a per-exam batch removes anything common to all slices of an exam (such as its mean
- * brightness) in training mode but not in inference mode, which uses the moving statistics.
+ * Summed cross-entropy of a batch of exams in training mode. BN normalises with the
+ * statistics of all the batch's slices and folds them into its moving statistics.
+ * NOTE: with a batch of one exam, BN removes anything common to all of that exam's slices
+ * (such as its mean density) in training but not in inference; batches of several exams
+ * keep the two modes close.
  */
-function examCrossEntropy(model: tf.LayersModel, input: LabelledExam['input'], label: number): tf.Scalar {
-  const x = examTensor(input);
-  const logits = model.apply(x, { training: true }) as tf.Tensor2D;
-  const oneHot = tf.tensor2d([CLASSES.map((_, i) => (i === label ? 1 : 0))], [1, CLASSES.length]);
+function batchCrossEntropy(model: tf.LayersModel, inputs: LabelledExam['input'][], labels: number[]): tf.Scalar {
+  const x = tf.concat(inputs.map((input) => examTensor(input)), 0);
+  const perSlice = sliceFeatureModel(model).apply(x, { training: true }) as tf.Tensor2D;
+  const perExam: tf.Tensor2D[] = [];
+  let offset = 0;
+  for (const input of inputs) {
+    perExam.push(tf.max(tf.slice(perSlice, [offset, 0], [input.slices, -1]), 0, true) as tf.Tensor2D);
+    offset += input.slices;
+  }
+  const logits = model.getLayer('head_dense').apply(tf.concat(perExam, 0)) as tf.Tensor2D;
+  const oneHot = tf.tensor2d(
+    labels.map((label) => CLASSES.map((_, i) => (i === label ? 1 : 0))),
+    [labels.length, CLASSES.length],
+  );
   // A one-hot product instead of tf.gather: the gradient of gather needs
   // UnsortedSegmentSum, which the wasm backend does not have.
   return tf.neg(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)))) as tf.Scalar;
+}
+
+const sliceFeatureModels = new WeakMap<tf.LayersModel, tf.LayersModel>();
+
+/** Sub-model from the grey slices to the per-slice pooled features; it shares the model's weights. */
+function sliceFeatureModel(model: tf.LayersModel): tf.LayersModel {
+  let sub = sliceFeatureModels.get(model);
+  if (sub === undefined) {
+    sub = tf.model({ inputs: model.inputs, outputs: model.getLayer('slice_pool').output as tf.SymbolicTensor });
+    sliceFeatureModels.set(model, sub);
+  }
+  return sub;
 }
 
 /** Squared L2 distance between the current trainable weights and the round's global weights. */
 function proximalTerm(variables: tf.Variable[], globalWeights: tf.Tensor[]): tf.Scalar {
   const terms = variables.map((v, i) => tf.sum(tf.squaredDifference(v, globalWeights[i])));
   return tf.addN(terms) as tf.Scalar;
-}
-
-/** Adds `grads` into `summed`, disposing the operands it replaces. */
-function addInto(summed: tf.NamedTensorMap | undefined, grads: tf.NamedTensorMap): tf.NamedTensorMap {
-  if (summed === undefined) {
-    return grads;
-  }
-  const next: tf.NamedTensorMap = {};
-  for (const name of Object.keys(summed)) {
-    next[name] = tf.add(summed[name], grads[name]);
-  }
-  tf.dispose(summed);
-  tf.dispose(grads);
-  return next;
 }
