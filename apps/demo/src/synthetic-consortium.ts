@@ -11,12 +11,12 @@ export interface SiteArchivePlan {
  * sees data that is not identically distributed across sites.
  */
 export const SYNTHETIC_SITES = [
-  { name: 'hospital-a', exams: 30, classMix: { covid19: 0.5, cap: 0.25, non_pneumonia: 0.25 } },
-  { name: 'hospital-b', exams: 24, classMix: { covid19: 0.2, cap: 0.4, non_pneumonia: 0.4 } },
-  { name: 'hospital-c', exams: 20, classMix: { covid19: 0.34, cap: 0.33, non_pneumonia: 0.33 } },
-  { name: 'hospital-d', exams: 16, classMix: { covid19: 0.55, cap: 0.1, non_pneumonia: 0.35 } },
-  { name: 'hospital-e', exams: 14, classMix: { covid19: 0.25, cap: 0.25, non_pneumonia: 0.5 } },
-  { name: 'hospital-f', exams: 12, classMix: { covid19: 0.4, cap: 0.4, non_pneumonia: 0.2 } },
+  { name: 'hospital-a', exams: 60, classMix: { covid19: 0.5, cap: 0.25, non_pneumonia: 0.25 } },
+  { name: 'hospital-b', exams: 48, classMix: { covid19: 0.2, cap: 0.4, non_pneumonia: 0.4 } },
+  { name: 'hospital-c', exams: 40, classMix: { covid19: 0.34, cap: 0.33, non_pneumonia: 0.33 } },
+  { name: 'hospital-d', exams: 32, classMix: { covid19: 0.55, cap: 0.1, non_pneumonia: 0.35 } },
+  { name: 'hospital-e', exams: 28, classMix: { covid19: 0.25, cap: 0.25, non_pneumonia: 0.5 } },
+  { name: 'hospital-f', exams: 24, classMix: { covid19: 0.4, cap: 0.4, non_pneumonia: 0.2 } },
 ] as const;
 
 /** Writes one synthetic DICOM archive per hospital under `workDir/sites`. */
