@@ -6,6 +6,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Daemons under test log warnings and errors only, so failures stand out.
+    env: { COVNET_LOG_LEVEL: 'warn', LOG_LEVEL: 'warn' },
     reporters: ['default'],
   },
 });

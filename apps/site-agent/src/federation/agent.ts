@@ -70,7 +70,19 @@ export class FederationAgent {
         this.enqueue('hello', () => this.hello());
       });
       socket.on('disconnect', (reason) => {
-        log.warn({ reason }, 'disconnected from the coordinator; socket.io reconnects by itself');
+        // Only a close by this agent or by the coordinator ends the connection for good.
+        if (reason === 'io client disconnect') return;
+        if (reason === 'io server disconnect') {
+          // socket.io does not reconnect after a close by the server; an agent is a
+          // daemon, so it tries again later, and a revoked token then ends it.
+          log.warn({ reason, retryInSeconds: 5 }, 'the coordinator closed the connection; reconnecting');
+          setTimeout(() => socket.connect(), 5_000);
+          return;
+        }
+        log.warn({ reason }, 'disconnected from the coordinator; reconnecting');
+      });
+      socket.io.on('reconnect', (attempt) => {
+        log.info({ attempt }, 'reconnected to the coordinator');
       });
       socket.on('connect_error', (error: Error & { data?: { code?: string; message?: string } }) => {
         const code = error.data?.code;
