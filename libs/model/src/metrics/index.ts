@@ -1,3 +1,2 @@
 export { rocAuc, oneVsRestAuc, type PerClassAuc } from './roc-auc';
 export { confusionMatrix, argmaxRows, sensitivitySpecificity, type SensitivitySpecificity } from './confusion';
-export { scoreHistogram, aucFromHistograms, sumHistograms, type ScoreHistogram } from './histogram';
