@@ -27,7 +27,7 @@ export function startProcess(
 ): ManagedProcess {
   const child = spawn(TSX, [join(REPO_ROOT, entry), ...args], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
+    env: { ...process.env, COVNET_LOG_LEVEL: process.env.COVNET_CHILD_LOG_LEVEL ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log = createWriteStream(logFile, { flags: 'a' });
