@@ -1,11 +1,22 @@
-export { DicomReadError, tagLabel, type DicomRejectCode } from './dicom/errors';
+export { DicomReadError, formatTag, tagLabel, type DicomRejectCode } from './dicom/errors';
 export type { CtSliceHeader } from './dicom/ct-header';
-export { readCtSlice, parseCtSlice, type CtSlice } from './dicom/read-slice';
-export { describeTransferSyntax, findUncompressedSyntax, type UncompressedSyntax } from './dicom/transfer-syntax';
+export { parseCtFrames, parseCtSlice, readCtFrames, readCtSlice, type CtSlice, type ReadLimits } from './dicom/read-slice';
+export { DicomDataset, parseDicom, type DicomElement, type ParsedDicom } from './dicom/parser';
+export { loadCodec } from './dicom/codecs';
+export {
+  describeTransferSyntax,
+  findTransferSyntax,
+  findUncompressedSyntax,
+  type PixelEncoding,
+  type TransferSyntax,
+  type UncompressedSyntax,
+} from './dicom/transfer-syntax';
 
 export { assembleSeries, type SeriesAssembly, type SeriesGeometry, type SeriesProblemCode } from './series/assemble';
 export { scanArchive, type RejectedSeries, type ScanOptions, type ScanReport, type SeriesSummary, type SkippedFile } from './series/scan-archive';
-export { loadSeriesVolume, SeriesAssemblyError, type Volume } from './series/volume';
+export { loadSeriesVolume, resampleAlongNormal, SeriesAssemblyError, type Volume } from './series/volume';
+export { groupSlices, type SliceGroup } from './series/group';
+export { AXIAL_TOLERANCE_DEGREES, isSharpKernel, selectLungSeries, type SeriesChoice } from './series/select-series';
 
 export { computeLungMask, type LungMask, type LungMaskOptions } from './preprocess/lung-mask';
 export { preprocessImage2D, preprocessVolume, selectSlices, type ModelInput, type PreprocessOptions } from './preprocess/preprocess';

@@ -5,6 +5,13 @@ import { decodeHounsfield } from '../src/dicom/pixels';
 function header(overrides: Partial<CtSliceHeader>): CtSliceHeader {
   return {
     path: '/archive/slice.dcm',
+    frameIndex: 0,
+    frameCount: 1,
+    acquisitionNumber: 1,
+    imageType: ['ORIGINAL', 'PRIMARY', 'AXIAL'],
+    convolutionKernel: undefined,
+    seriesDescription: undefined,
+    gantryDetectorTilt: 0,
     transferSyntaxUID: '1.2.840.10008.1.2.1',
     sopInstanceUID: '2.25.1',
     studyInstanceUID: '2.25.2',

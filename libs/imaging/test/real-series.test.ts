@@ -6,7 +6,8 @@ import { sharedDataDir } from './shared-data';
 // Expected values come from pydicom 2.3.1 with numpy 1.24 (computed once, written here as
 // literals): HU = pixel_array * RescaleSlope + RescaleIntercept per slice, slices sorted by
 // ImagePositionPatient projected on the cross product of the ImageOrientationPatient cosines,
-// spacing = median gap of those projections, mean over all voxels in float64.
+// spacing = median gap of those projections, mean over all voxels in float64. Stored values
+// equal to PixelPaddingValue (-2000 in LIDC-IDRI-0002) count as air, -1024 HU.
 interface Expected {
   dirEnds: string;
   slices: number;
@@ -32,7 +33,7 @@ const LUNG_PET_CT_DX: Expected[] = [
 
 const LIDC_IDRI: Expected[] = [
   { dirEnds: '179049373636438705059720603192', slices: 16, rows: 512, columns: 512, sliceSpacing: 2.5, pixelSpacing: [0.703125, 0.703125], huMin: -2048, huMax: 3071, huMean: -860.9282729625702, firstFile: '-132.500000.dcm', lastFile: '-95.000000.dcm', firstZ: -132.5, lastZ: -95.0, firstSlicePixels: [-2048, -2048, -117, -868] },
-  { dirEnds: '619372068417051974713149104919', slices: 12, rows: 512, columns: 512, sliceSpacing: 1.25, pixelSpacing: [0.681641, 0.681641], huMin: -3024, huMax: 1561, huMean: -1029.5025615692139, firstFile: '-94.500000.dcm', lastFile: '-80.750000.dcm', firstZ: -94.5, lastZ: -80.75, firstSlicePixels: [-3024, -3024, -95, 68] },
+  { dirEnds: '619372068417051974713149104919', slices: 12, rows: 512, columns: 512, sliceSpacing: 1.25, pixelSpacing: [0.681641, 0.681641], huMin: -1024, huMax: 1561, huMean: -603.9959697723389, firstFile: '-94.500000.dcm', lastFile: '-80.750000.dcm', firstZ: -94.5, lastZ: -80.75, firstSlicePixels: [-1024, -1024, -95, 68] },
   { dirEnds: '170706757615202213033480003264', slices: 11, rows: 512, columns: 512, sliceSpacing: 2.5, pixelSpacing: [0.820312, 0.820312], huMin: -2048, huMax: 1978, huMean: -848.3958466269753, firstFile: '-204.000000.dcm', lastFile: '-179.000000.dcm', firstZ: -204.0, lastZ: -179.0, firstSlicePixels: [-2048, -2048, -111, -865] },
 ];
 

@@ -10,7 +10,11 @@ export type DicomRejectCode =
   | 'missing-tag'
   | 'invalid-tag'
   | 'unsupported-pixel-format'
-  | 'truncated-pixel-data';
+  | 'truncated-pixel-data'
+  | 'truncated'
+  | 'decode-failed'
+  | 'too-large'
+  | 'timed-out';
 
 /** A file that cannot be read as a CT slice, naming the file, the tag involved and the reason. */
 export class DicomReadError extends Error {
@@ -49,8 +53,21 @@ const TAG_NUMBERS: Readonly<Record<string, string>> = {
   PixelRepresentation: '(0028,0103)',
   RescaleIntercept: '(0028,1052)',
   RescaleSlope: '(0028,1053)',
+  PixelPaddingValue: '(0028,0120)',
+  PixelPaddingRangeLimit: '(0028,0121)',
+  AcquisitionNumber: '(0020,0012)',
+  ConvolutionKernel: '(0018,1210)',
+  GantryDetectorTilt: '(0018,1120)',
+  SharedFunctionalGroupsSequence: '(5200,9229)',
+  PerFrameFunctionalGroupsSequence: '(5200,9230)',
   PixelData: '(7FE0,0010)',
 };
+
+/** Formats a tag number as "(GGGG,EEEE)". */
+export function formatTag(tag: number): string {
+  const hex = (tag >>> 0).toString(16).toUpperCase().padStart(8, '0');
+  return `(${hex.slice(0, 4)},${hex.slice(4)})`;
+}
 
 /** Formats a DICOM keyword with its tag number, e.g. "RescaleSlope (0028,1053)". */
 export function tagLabel(keyword: string): string {

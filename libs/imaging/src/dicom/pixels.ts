@@ -1,17 +1,21 @@
 import type { CtSliceHeader } from './ct-header';
 import { DicomReadError, tagLabel } from './errors';
 
-/** Number of bytes the PixelData of one uncompressed single-frame slice must contain. */
+/** HU given to padding pixels (PixelPaddingValue), which lie outside the reconstructed field of view: air. */
+export const PADDING_HU = -1024;
+
+/** Number of bytes one frame of uncompressed pixel data occupies. */
 export function expectedPixelBytes(header: CtSliceHeader): number {
   return header.rows * header.columns * (header.bitsAllocated / 8);
 }
 
 /**
- * Converts stored pixel values of one slice to Hounsfield units (value * RescaleSlope +
+ * Converts stored pixel values of one frame to Hounsfield units (value * RescaleSlope +
  * RescaleIntercept), keeping only the BitsStored low bits and sign-extending them when
- * PixelRepresentation is 1.
- * @param pixelBytes the PixelData bytes in the file's byte order.
- * @throws DicomReadError when PixelData is shorter than Rows x Columns x BitsAllocated / 8.
+ * PixelRepresentation is 1. Pixels equal to PixelPaddingValue, or between it and
+ * PixelPaddingRangeLimit, become PADDING_HU.
+ * @param pixelBytes the frame's bytes in the given byte order.
+ * @throws DicomReadError when the bytes are fewer than Rows x Columns x BitsAllocated / 8.
  */
 export function decodeHounsfield(header: CtSliceHeader, pixelBytes: Uint8Array, littleEndian: boolean): Float32Array {
   const count = header.rows * header.columns;
@@ -19,59 +23,53 @@ export function decodeHounsfield(header: CtSliceHeader, pixelBytes: Uint8Array, 
   if (pixelBytes.byteLength < needed) {
     throw new DicomReadError('truncated-pixel-data', header.path, tagLabel('PixelData'), `PixelData has ${pixelBytes.byteLength} bytes, expected ${needed} for ${header.rows}x${header.columns} at ${header.bitsAllocated} bits`);
   }
-
-  const mask = header.bitsStored === 32 ? 0xffffffff : (1 << header.bitsStored) - 1;
-  const signBit = 1 << (header.bitsStored - 1);
-  const range = 1 << header.bitsStored;
-  const signed = header.pixelRepresentation === 1;
+  const stored = storedValues(header, pixelBytes, littleEndian, count);
   const slope = header.rescaleSlope;
   const intercept = header.rescaleIntercept;
-  const view = new DataView(pixelBytes.buffer, pixelBytes.byteOffset, needed);
   const hu = new Float32Array(count);
+  for (let i = 0; i < count; i++) hu[i] = stored[i] * slope + intercept;
 
-  for (let i = 0; i < count; i++) {
-    let value = header.bitsAllocated === 16 ? view.getUint16(i * 2, littleEndian) : view.getUint8(i);
-    // Bits above BitsStored may carry overlays or junk, so they are cleared before the sign test.
-    value &= mask;
-    if (signed && (value & signBit) !== 0) value -= range;
-    hu[i] = value * slope + intercept;
+  if (header.pixelPaddingValue !== undefined) {
+    const limit = header.pixelPaddingRangeLimit ?? header.pixelPaddingValue;
+    const low = Math.min(header.pixelPaddingValue, limit);
+    const high = Math.max(header.pixelPaddingValue, limit);
+    for (let i = 0; i < count; i++) {
+      if (stored[i] >= low && stored[i] <= high) hu[i] = PADDING_HU;
+    }
   }
   return hu;
 }
 
-/**
- * Checks in the raw file bytes that the PixelData element is as long as it declares.
- * dcmjs 0.49 pads a truncated PixelData value with zeros instead of failing. So this check
- * looks for the element header itself: tag (7FE0,0010) followed by an explicit VR OB/OW
- * header or an implicit 4-byte length, where the length equals the expected pixel byte count.
- * Files whose dataset is deflated are not checked because their raw bytes are compressed.
- * @throws DicomReadError when the declared PixelData extends past the end of the file.
- */
-export function checkPixelDataComplete(file: Uint8Array, header: CtSliceHeader, littleEndian: boolean): void {
-  const expected = expectedPixelBytes(header);
-  const evenExpected = expected + (expected % 2);
-  const tag = littleEndian ? [0xe0, 0x7f, 0x10, 0x00] : [0x7f, 0xe0, 0x00, 0x10];
-  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
-
-  let found: { valueStart: number; length: number } | undefined;
-  for (let offset = file.indexOf(tag[0]); offset >= 0 && offset + 12 <= file.byteLength; offset = file.indexOf(tag[0], offset + 1)) {
-    if (file[offset + 1] !== tag[1] || file[offset + 2] !== tag[2] || file[offset + 3] !== tag[3]) continue;
-
-    const vr = String.fromCharCode(file[offset + 4], file[offset + 5]);
-    let length: number;
-    let valueStart: number;
-    if ((vr === 'OW' || vr === 'OB') && file[offset + 6] === 0 && file[offset + 7] === 0) {
-      length = view.getUint32(offset + 8, littleEndian);
-      valueStart = offset + 12;
-    } else {
-      length = view.getUint32(offset + 4, littleEndian);
-      valueStart = offset + 8;
-    }
-    if (length === expected || length === evenExpected) found = { valueStart, length };
+// Returns the stored values as numbers, using typed-array views directly when the layout allows.
+function storedValues(header: CtSliceHeader, bytes: Uint8Array, littleEndian: boolean, count: number): ArrayLike<number> {
+  const signed = header.pixelRepresentation === 1;
+  const full = header.bitsStored === header.bitsAllocated;
+  if (header.bitsAllocated === 8) {
+    if (full) return signed ? new Int8Array(bytes.buffer, bytes.byteOffset, count) : bytes.subarray(0, count);
+    return maskAndExtend(bytes.subarray(0, count), header.bitsStored, signed);
   }
 
-  if (found !== undefined && found.valueStart + found.length > file.byteLength) {
-    const present = file.byteLength - found.valueStart;
-    throw new DicomReadError('truncated-pixel-data', header.path, tagLabel('PixelData'), `PixelData declares ${found.length} bytes but the file ends after ${present}; the file is truncated`);
+  let words: Uint16Array;
+  if (littleEndian && bytes.byteOffset % 2 === 0) {
+    words = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+  } else {
+    words = new Uint16Array(count);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, count * 2);
+    for (let i = 0; i < count; i++) words[i] = view.getUint16(i * 2, littleEndian);
   }
+  if (full) return signed ? new Int16Array(words.buffer, words.byteOffset, count) : words;
+  return maskAndExtend(words, header.bitsStored, signed);
+}
+
+// Bits above BitsStored may carry overlays or junk, so they are cleared before the sign test.
+function maskAndExtend(raw: Uint8Array | Uint16Array, bitsStored: number, signed: boolean): Int32Array {
+  const mask = (1 << bitsStored) - 1;
+  const signBit = 1 << (bitsStored - 1);
+  const range = 1 << bitsStored;
+  const out = new Int32Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const value = raw[i] & mask;
+    out[i] = signed && (value & signBit) !== 0 ? value - range : value;
+  }
+  return out;
 }

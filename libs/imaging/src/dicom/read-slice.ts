@@ -1,9 +1,11 @@
-import { readFile } from 'node:fs/promises';
-import * as dcmjs from 'dcmjs';
-import { parseCtSliceHeader, type CtSliceHeader } from './ct-header';
+import { readFile, stat } from 'node:fs/promises';
+import { decodeFrame, isCodecReady, loadCodec } from './codecs';
+import { parseCtHeaders, type CtSliceHeader } from './ct-header';
 import { DicomReadError, tagLabel } from './errors';
-import { checkPixelDataComplete, decodeHounsfield } from './pixels';
-import { describeTransferSyntax, findUncompressedSyntax } from './transfer-syntax';
+import { splitEncapsulatedFrames } from './frames';
+import { parseDicom, TAG } from './parser';
+import { decodeHounsfield, expectedPixelBytes } from './pixels';
+import { describeTransferSyntax, findTransferSyntax } from './transfer-syntax';
 
 /** One CT slice: its header and its pixels in Hounsfield units, row-major. */
 export interface CtSlice {
@@ -11,73 +13,122 @@ export interface CtSlice {
   hu: Float32Array;
 }
 
-const PREAMBLE_BYTES = 128;
+/** Per-file guards, so that one file cannot stall a scan. */
+export interface ReadLimits {
+  /** Largest file read, in bytes (default 1 GiB). */
+  maxFileBytes?: number;
+  /** Time allowed for parsing and decoding one file, in ms (default 60,000). */
+  timeoutMs?: number;
+}
 
-// dcmjs 0.49 reports through its "validation.dcmjs" logger, at error level, every
-// element whose dictionary VR is ambiguous (e.g. "Invalid vr type ox - using OW" for PixelData
-// in implicit VR), once per slice, which would flood the agent's output. This reader checks
-// what it uses itself, so that logger is silenced; other dcmjs loggers are left as they are.
-dcmjs.log.getLogger('validation.dcmjs').setLevel('silent');
+const DEFAULT_MAX_FILE_BYTES = 1024 ** 3;
+const DEFAULT_TIMEOUT_MS = 60_000;
 
 /**
- * Reads one DICOM file as a CT slice in Hounsfield units.
- * Accepts implicit and explicit VR little endian, deflated explicit VR little endian and
- * explicit VR big endian; rejects compressed transfer syntaxes by name.
- * @throws DicomReadError naming the file, the tag and the reason for anything that is not a
- *   readable, uncompressed, single-frame, non-localizer CT slice.
+ * Reads every frame of one DICOM file as CT slices in Hounsfield units: one slice for a
+ * classic CT image, one per frame for an Enhanced CT image. Decodes native, deflated and
+ * big endian data, and JPEG Baseline, JPEG Lossless, JPEG-LS, JPEG 2000 and RLE.
+ * @throws DicomReadError naming the file, the tag or byte offset and the reason for anything
+ *   that is not a readable, non-localizer CT image, and for a file over the size or time limit.
  */
-export async function readCtSlice(path: string): Promise<CtSlice> {
+export async function readCtFrames(path: string, limits: ReadLimits = {}): Promise<CtSlice[]> {
+  const maxBytes = limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const { size } = await stat(path);
+  if (size > maxBytes) throw new DicomReadError('too-large', path, undefined, `file has ${size} bytes, more than the limit of ${maxBytes}`);
   const file = await readFile(path);
-  return parseCtSlice(new Uint8Array(file.buffer, file.byteOffset, file.byteLength), path);
+  const bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
+  const encoding = peekTransferSyntax(bytes);
+  if (encoding !== undefined) await loadCodec(encoding);
+  return parseCtFrames(bytes, path, limits);
 }
 
-/** Parses DICOM file bytes as a CT slice; see readCtSlice. */
+/**
+ * Reads one single-frame DICOM file as a CT slice in Hounsfield units; see readCtFrames.
+ * @throws DicomReadError with code multi-frame for a file of several frames (use readCtFrames).
+ */
+export async function readCtSlice(path: string, limits: ReadLimits = {}): Promise<CtSlice> {
+  return onlyFrame(await readCtFrames(path, limits), path);
+}
+
+/** Parses single-frame DICOM file bytes as a CT slice; see readCtSlice and parseCtFrames. */
 export function parseCtSlice(file: Uint8Array, path: string): CtSlice {
-  const { meta, dataset } = parseDicom(file, path);
-
-  const transferSyntaxUID = typeof meta.TransferSyntaxUID === 'string' ? meta.TransferSyntaxUID.trim() : '';
-  if (transferSyntaxUID === '') {
-    throw new DicomReadError('unreadable', path, tagLabel('TransferSyntaxUID'), 'TransferSyntaxUID is missing from the file meta information');
-  }
-  const syntax = findUncompressedSyntax(transferSyntaxUID);
-  if (syntax === undefined) {
-    throw new DicomReadError('unsupported-transfer-syntax', path, tagLabel('TransferSyntaxUID'), `transfer syntax ${describeTransferSyntax(transferSyntaxUID)} is not supported yet`);
-  }
-
-  const header = parseCtSliceHeader(dataset, path, transferSyntaxUID);
-  const pixelBytes = firstPixelBuffer(dataset.PixelData, path);
-  if (transferSyntaxUID !== '1.2.840.10008.1.2.1.99') {
-    checkPixelDataComplete(file, header, syntax.littleEndian);
-  }
-  return { header, hu: decodeHounsfield(header, pixelBytes, syntax.littleEndian) };
+  return onlyFrame(parseCtFrames(file, path), path);
 }
 
-function parseDicom(file: Uint8Array, path: string): { meta: Record<string, unknown>; dataset: Record<string, unknown> } {
-  const magic = file.byteLength >= PREAMBLE_BYTES + 4 ? String.fromCharCode(...file.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + 4)) : '';
-  if (magic !== 'DICM') {
-    // Limitation: Part 10 files without preamble and file meta are rejected here as well,
-    // because dcmjs 0.49 cannot read them either.
-    throw new DicomReadError('not-dicom', path, undefined, `no "DICM" prefix at byte ${PREAMBLE_BYTES}; not a DICOM Part 10 file`);
+/**
+ * Parses DICOM file bytes into CT slices, one per frame; see readCtFrames. Compressed
+ * frames need their codec loaded first (readCtFrames does that; here `loadCodec` must
+ * have been awaited), otherwise the file is rejected with code decode-failed.
+ */
+export function parseCtFrames(file: Uint8Array, path: string, limits: ReadLimits = {}): CtSlice[] {
+  const started = performance.now();
+  const timeoutMs = limits.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const checkTime = (stage: string) => {
+    const elapsed = performance.now() - started;
+    if (elapsed > timeoutMs) throw new DicomReadError('timed-out', path, undefined, `${stage} took ${Math.round(elapsed)} ms, more than the limit of ${timeoutMs} ms`);
+  };
+
+  const { dataset, transferSyntax } = parseDicom(file, path, { maxInflatedBytes: limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES });
+  const encoding = transferSyntax.pixelEncoding;
+  if (encoding === 'unsupported') {
+    throw new DicomReadError('unsupported-transfer-syntax', path, tagLabel('TransferSyntaxUID'), `transfer syntax ${describeTransferSyntax(transferSyntax.uid)} is not supported`);
+  }
+  const headers = parseCtHeaders(dataset, path, transferSyntax.uid);
+  checkTime('parsing');
+
+  const pixelElement = dataset.get(TAG.PixelData);
+  if (pixelElement === undefined) throw new DicomReadError('no-pixel-data', path, tagLabel('PixelData'), 'PixelData is missing');
+  const first = headers[0];
+  const frameBytes = expectedPixelBytes(first);
+
+  if (encoding === 'native') {
+    if (pixelElement.fragments !== undefined) {
+      throw new DicomReadError('unreadable', path, tagLabel('PixelData'), `encapsulated PixelData in the uncompressed transfer syntax ${describeTransferSyntax(transferSyntax.uid)}`);
+    }
+    const needed = frameBytes * headers.length;
+    if (pixelElement.length < needed) {
+      throw new DicomReadError('truncated-pixel-data', path, tagLabel('PixelData'), `PixelData has ${pixelElement.length} bytes, expected ${needed} for ${headers.length} frame(s) of ${first.rows}x${first.columns} at ${first.bitsAllocated} bits`);
+    }
+    const pixels = dataset.bytes.subarray(pixelElement.offset, pixelElement.offset + pixelElement.length);
+    return headers.map((header, frame) => ({
+      header,
+      hu: decodeHounsfield(header, pixels.subarray(frame * frameBytes, (frame + 1) * frameBytes), transferSyntax.littleEndian),
+    }));
   }
 
-  const arrayBuffer = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength) as ArrayBuffer;
-  let dicomDict: dcmjs.data.DicomDict;
+  if (pixelElement.fragments === undefined) {
+    throw new DicomReadError('unreadable', path, tagLabel('PixelData'), `PixelData is not encapsulated, but transfer syntax ${describeTransferSyntax(transferSyntax.uid)} is compressed`);
+  }
+  if (!isCodecReady(encoding)) {
+    throw new DicomReadError('decode-failed', path, tagLabel('PixelData'), `the ${encoding} codec is not loaded; read the file with readCtFrames or await loadCodec first`);
+  }
+  const frames = splitEncapsulatedFrames(pixelElement, headers.length, path);
+  return headers.map((header, frame) => {
+    let decoded: Uint8Array;
+    try {
+      decoded = decodeFrame(encoding, frames[frame], header);
+    } catch (error) {
+      throw new DicomReadError('decode-failed', path, tagLabel('PixelData'), `${transferSyntax.name} frame ${frame + 1} cannot be decoded: ${(error as Error).message}`);
+    }
+    checkTime(`decoding frame ${frame + 1}`);
+    return { header, hu: decodeHounsfield(header, decoded, true) };
+  });
+}
+
+function onlyFrame(slices: CtSlice[], path: string): CtSlice {
+  if (slices.length !== 1) {
+    throw new DicomReadError('multi-frame', path, tagLabel('NumberOfFrames'), `${slices.length} frames in one file; read it with readCtFrames`);
+  }
+  return slices[0];
+}
+
+// Reads only the file meta information, to know which codec to load before the full parse.
+function peekTransferSyntax(bytes: Uint8Array) {
   try {
-    dicomDict = dcmjs.data.DicomMessage.readFile(arrayBuffer, { ignoreErrors: false });
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    throw new DicomReadError('unreadable', path, undefined, `dcmjs failed to parse the file: ${message}`);
+    const { transferSyntax } = parseDicom(bytes, '', { maxInflatedBytes: 0 }, 0x00080000);
+    return transferSyntax.pixelEncoding;
+  } catch {
+    // The full parse reports the problem with the file's path.
+    return undefined;
   }
-
-  const meta = dcmjs.data.DicomMetaDictionary.naturalizeDataset(dicomDict.meta);
-  const dataset = dcmjs.data.DicomMetaDictionary.naturalizeDataset(dicomDict.dict);
-  return { meta, dataset };
-}
-
-function firstPixelBuffer(pixelData: unknown, path: string): Uint8Array {
-  const buffers = Array.isArray(pixelData) ? pixelData : [pixelData];
-  const first: unknown = buffers[0];
-  if (first instanceof ArrayBuffer) return new Uint8Array(first);
-  if (ArrayBuffer.isView(first)) return new Uint8Array(first.buffer, first.byteOffset, first.byteLength);
-  throw new DicomReadError('no-pixel-data', path, tagLabel('PixelData'), 'PixelData has no readable value');
 }

@@ -24,3 +24,11 @@ export function median(values: readonly number[]): number {
 export function sameOrientation(a: readonly number[], b: readonly number[], tolerance = 1e-3): boolean {
   return a.every((value, index) => Math.abs(value - b[index]) <= tolerance);
 }
+
+/** Angle in degrees between a direction and a unit normal, ignoring the sign of the direction. */
+export function angleDegrees(direction: readonly number[], normal: readonly number[]): number {
+  const length = Math.hypot(direction[0], direction[1], direction[2]);
+  if (length === 0) return 0;
+  const cosine = Math.abs(positionAlongNormal(direction, normal)) / length;
+  return (Math.acos(Math.min(1, cosine)) * 180) / Math.PI;
+}

@@ -1,8 +1,10 @@
 import { dirname, sep } from 'node:path';
 import type { CtSliceHeader } from '../dicom/ct-header';
 import { DicomReadError, type DicomRejectCode } from '../dicom/errors';
-import { readCtSlice } from '../dicom/read-slice';
+import { readCtFrames, type ReadLimits } from '../dicom/read-slice';
 import { assembleSeries, type SeriesGeometry, type SeriesProblemCode } from './assemble';
+import { angleDegrees } from './geometry';
+import { groupSlices } from './group';
 import { listFilesRecursively } from './walk';
 
 /** A file the scan could not use, with the reason. */
@@ -37,9 +39,17 @@ export interface SeriesSummary {
   huMin: number;
   huMax: number;
   huMean: number;
-  /** Files ordered by position along the slice normal, ascending. */
+  /** Files ordered by position along the slice normal, ascending; a multi-frame file appears once. */
   files: string[];
   warnings: string[];
+  imageType: string[];
+  convolutionKernel: string | undefined;
+  seriesDescription: string | undefined;
+  acquisitionNumber?: number;
+  /** Angle between the slice normal and the patient's feet-head axis, in degrees. */
+  axialDeviationDegrees: number;
+  /** False when the gaps are uneven and loadSeriesVolume resamples to the median spacing. */
+  uniformSpacing: boolean;
 }
 
 export interface ScanReport {
@@ -49,9 +59,11 @@ export interface ScanReport {
   skipped: SkippedFile[];
 }
 
-export interface ScanOptions {
+export interface ScanOptions extends ReadLimits {
   /** Files read at the same time (default 4). Memory use is about this many slices. */
   concurrency?: number;
+  /** Called after each batch of files with the number of files read and the total. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 interface SliceStats {
@@ -73,41 +85,42 @@ export async function scanArchive(dir: string, opts: ScanOptions = {}): Promise<
   const concurrency = Math.max(1, opts.concurrency ?? 4);
   const files = await listFilesRecursively(dir);
   const skipped: SkippedFile[] = [];
-  const bySeries = new Map<string, SliceStats[]>();
+  const slices: SliceStats[] = [];
 
   for (let start = 0; start < files.length; start += concurrency) {
     const batch = files.slice(start, start + concurrency);
-    const results = await Promise.all(batch.map((path) => readSliceStats(path)));
+    const results = await Promise.all(batch.map((path) => readSliceStats(path, opts)));
     for (const result of results) {
-      if ('skip' in result) {
-        skipped.push(result.skip);
-        continue;
-      }
-      const uid = result.stats.header.seriesInstanceUID;
-      const group = bySeries.get(uid) ?? [];
-      group.push(result.stats);
-      bySeries.set(uid, group);
+      if ('skip' in result) skipped.push(result.skip);
+      else slices.push(...result.stats);
     }
+    opts.onProgress?.(Math.min(start + concurrency, files.length), files.length);
   }
 
   const series: SeriesSummary[] = [];
   const rejected: RejectedSeries[] = [];
-  for (const [uid, group] of bySeries) {
-    const headers = group.map((stats) => stats.header);
-    const assembly = assembleSeries(headers);
-    const paths = headers.map((header) => header.path);
+  const headers = slices.map((stats) => stats.header);
+  for (const group of groupSlices(headers)) {
+    const members = group.indices.map((index) => slices[index]);
+    const groupHeaders = members.map((stats) => stats.header);
+    const assembly = assembleSeries(groupHeaders);
+    const paths = unique(groupHeaders.map((header) => header.path));
     if (!assembly.ok) {
-      rejected.push({ seriesInstanceUID: uid, dir: commonDirectory(paths), files: paths, code: assembly.code, reason: assembly.reason });
+      rejected.push({ seriesInstanceUID: group.seriesInstanceUID, dir: commonDirectory(paths), files: paths, code: assembly.code, reason: assembly.reason });
       continue;
     }
-    series.push(summarize(uid, group, assembly.geometry));
+    series.push(summarize(group.seriesInstanceUID, members, assembly.geometry, group.acquisitionNumber));
   }
 
-  series.sort((a, b) => a.dir.localeCompare(b.dir, 'en'));
+  series.sort((a, b) => a.dir.localeCompare(b.dir, 'en') || a.seriesInstanceUID.localeCompare(b.seriesInstanceUID, 'en'));
   return { root: dir, series, rejected, skipped };
 }
 
-function summarize(uid: string, group: SliceStats[], geometry: SeriesGeometry): SeriesSummary {
+function unique(values: string[]): string[] {
+  return [...new Set(values)];
+}
+
+function summarize(uid: string, group: SliceStats[], geometry: SeriesGeometry, acquisitionNumber: number | undefined): SeriesSummary {
   let huMin = Infinity;
   let huMax = -Infinity;
   let sum = 0;
@@ -118,14 +131,15 @@ function summarize(uid: string, group: SliceStats[], geometry: SeriesGeometry): 
     sum += stats.sum;
     count += stats.count;
   }
-  const files = geometry.order.map((index) => group[index].header.path);
+  const files = unique(geometry.order.map((index) => group[index].header.path));
+  const first = group[geometry.order[0]].header;
   return {
     seriesInstanceUID: uid,
     studyInstanceUID: group[0].header.studyInstanceUID,
     dir: commonDirectory(files),
     rows: geometry.rows,
     columns: geometry.columns,
-    slices: files.length,
+    slices: geometry.order.length,
     sliceSpacing: geometry.sliceSpacing,
     pixelSpacing: geometry.pixelSpacing,
     huMin,
@@ -133,22 +147,19 @@ function summarize(uid: string, group: SliceStats[], geometry: SeriesGeometry): 
     huMean: sum / count,
     files,
     warnings: geometry.warnings,
+    imageType: first.imageType,
+    convolutionKernel: first.convolutionKernel,
+    seriesDescription: first.seriesDescription,
+    acquisitionNumber,
+    axialDeviationDegrees: angleDegrees([0, 0, 1], geometry.normal),
+    uniformSpacing: geometry.uniform,
   };
 }
 
-async function readSliceStats(path: string): Promise<{ stats: SliceStats } | { skip: SkippedFile }> {
+async function readSliceStats(path: string, limits: ReadLimits): Promise<{ stats: SliceStats[] } | { skip: SkippedFile }> {
   try {
-    const { header, hu } = await readCtSlice(path);
-    let min = Infinity;
-    let max = -Infinity;
-    let sum = 0;
-    for (let i = 0; i < hu.length; i++) {
-      const value = hu[i];
-      if (value < min) min = value;
-      if (value > max) max = value;
-      sum += value;
-    }
-    return { stats: { header, min, max, sum, count: hu.length } };
+    const frames = await readCtFrames(path, limits);
+    return { stats: frames.map(({ header, hu }) => sliceStats(header, hu)) };
   } catch (error) {
     if (error instanceof DicomReadError) return { skip: { path, code: error.code, reason: error.message } };
     const code = (error as NodeJS.ErrnoException).code;
@@ -156,6 +167,19 @@ async function readSliceStats(path: string): Promise<{ stats: SliceStats } | { s
     // Anything else is a bug in this library, not a property of the file.
     throw error;
   }
+}
+
+function sliceStats(header: CtSliceHeader, hu: Float32Array): SliceStats {
+  let min = Infinity;
+  let max = -Infinity;
+  let sum = 0;
+  for (let i = 0; i < hu.length; i++) {
+    const value = hu[i];
+    if (value < min) min = value;
+    if (value > max) max = value;
+    sum += value;
+  }
+  return { header, min, max, sum, count: hu.length };
 }
 
 function commonDirectory(paths: readonly string[]): string {

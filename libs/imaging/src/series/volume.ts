@@ -1,4 +1,4 @@
-import { readCtSlice, type CtSlice } from '../dicom/read-slice';
+import { readCtFrames, type CtSlice, type ReadLimits } from '../dicom/read-slice';
 import { assembleSeries, type SeriesProblemCode } from './assemble';
 
 /** A CT volume in Hounsfield units, slice-major: index = (slice * rows + row) * columns + column. */
@@ -9,7 +9,7 @@ export interface Volume {
   columns: number;
   /** Row spacing then column spacing, in mm. */
   pixelSpacing: [number, number];
-  /** Median gap between neighbouring slices along the slice normal, in mm. */
+  /** Gap between neighbouring slices along the slice normal, in mm; uniform after loading. */
   sliceSpacing: number;
 }
 
@@ -26,21 +26,51 @@ export class SeriesAssemblyError extends Error {
 
 /**
  * Loads the files of one series into a volume ordered by position along the slice normal
- * (ascending), whatever the order of `files`.
- * @throws DicomReadError for a file that is not a readable CT slice, SeriesAssemblyError when
- *   the slices disagree on size, orientation or pixel spacing, or two share a position.
+ * (ascending), whatever the order of `files`. Multi-frame files contribute every frame.
+ * When the gaps between slices are uneven (within the limits of assembleSeries), the
+ * volume is resampled along the normal to the median spacing by linear interpolation.
+ * @throws DicomReadError for a file that is not a readable CT image, SeriesAssemblyError when
+ *   the slices do not form a volume (see assembleSeries).
  */
-export async function loadSeriesVolume(files: readonly string[]): Promise<Volume> {
+export async function loadSeriesVolume(files: readonly string[], limits: ReadLimits = {}): Promise<Volume> {
   const slices: CtSlice[] = [];
-  for (const path of files) slices.push(await readCtSlice(path));
+  for (const path of files) slices.push(...(await readCtFrames(path, limits)));
 
   const assembly = assembleSeries(slices.map((slice) => slice.header));
   if (!assembly.ok) throw new SeriesAssemblyError(assembly.code, assembly.reason);
 
-  const { order, rows, columns, pixelSpacing, sliceSpacing } = assembly.geometry;
+  const { order, positions, rows, columns, pixelSpacing, sliceSpacing, uniform } = assembly.geometry;
   const sliceSize = rows * columns;
-  const hu = new Float32Array(order.length * sliceSize);
-  order.forEach((index, position) => hu.set(slices[index].hu, position * sliceSize));
+  const ordered = order.map((index) => slices[index].hu);
+  if (uniform) {
+    const hu = new Float32Array(ordered.length * sliceSize);
+    ordered.forEach((pixels, position) => hu.set(pixels, position * sliceSize));
+    return { hu, slices: ordered.length, rows, columns, pixelSpacing, sliceSpacing };
+  }
+  const hu = resampleAlongNormal(ordered, positions, sliceSpacing, sliceSize);
+  return { hu, slices: hu.length / sliceSize, rows, columns, pixelSpacing, sliceSpacing };
+}
 
-  return { hu, slices: order.length, rows, columns, pixelSpacing, sliceSpacing };
+/**
+ * Interpolates slices at uneven positions (ascending, in mm) onto a grid that starts at the
+ * first position and steps by `spacing`, linearly between the two nearest slices.
+ */
+export function resampleAlongNormal(slices: readonly Float32Array[], positions: readonly number[], spacing: number, sliceSize: number): Float32Array {
+  const span = positions[positions.length - 1] - positions[0];
+  // The small allowance keeps the last slice when the span is a whole number of spacings.
+  const count = Math.floor(span / spacing + 1e-6) + 1;
+  const out = new Float32Array(count * sliceSize);
+  let below = 0;
+  for (let k = 0; k < count; k++) {
+    const target = positions[0] + k * spacing;
+    while (below + 1 < positions.length - 1 && positions[below + 1] <= target) below += 1;
+    const above = Math.min(below + 1, positions.length - 1);
+    const width = positions[above] - positions[below];
+    const weight = width > 0 ? Math.min(1, Math.max(0, (target - positions[below]) / width)) : 0;
+    const a = slices[below];
+    const b = slices[above];
+    const base = k * sliceSize;
+    for (let i = 0; i < sliceSize; i++) out[base + i] = a[i] + (b[i] - a[i]) * weight;
+  }
+  return out;
 }
