@@ -11,14 +11,18 @@ export const AXIAL_TOLERANCE_DEGREES = 10;
 /** Reconstructions with at least this fraction of the most slices count as covering the same range. */
 const COMPARABLE_COVERAGE = 0.9;
 
-// Kernel names for sharp (lung or bone) reconstructions, by vendor convention: Siemens B60 and
-// sharper, Br59 and sharper, I70 and sharper; GE LUNG, BONE, BONEPLUS, EDGE; Philips L, YA, YB,
-// YC, D, E; Canon FC50 to FC56 and FC80 and sharper. A heuristic: names vary by software version.
-const SHARP_KERNEL = /^(B[6-9]\d|BR(59|6\d|7\d)|I[7-9]\d|BL\d\d|LUNG|BONE|BONEPLUS|EDGE|L|YA|YB|YC|D|E|FC5[0-6]|FC8\d|FC9\d)\b|SHARP|LUNG/i;
+// Kernel names of sharp (lung or bone) reconstructions, by vendor convention. Siemens uses B60
+// and sharper, Br59 and sharper and I70 and sharper, and Canon FC50 to FC56 and FC80 and sharper.
+// GE uses LUNG, BONE, BONEPLUS and EDGE, and Philips L, YA, YB, YC, D and E.
+// NOTE: a heuristic. Kernel names vary by scanner software version.
+const SHARP_KERNEL_PREFIX = /^(B[6-9]\d|BR(59|[6-9]\d)|I[7-9]\d|FC5[0-6]|FC[89]\d)/i;
+const SHARP_KERNEL_NAMES = new Set(['LUNG', 'BONE', 'BONEPLUS', 'EDGE', 'L', 'YA', 'YB', 'YC', 'D', 'E']);
 
 /** Tells whether a ConvolutionKernel names a sharp lung or bone reconstruction. */
 export function isSharpKernel(kernel: string | undefined): boolean {
-  return kernel !== undefined && SHARP_KERNEL.test(kernel.trim());
+  if (kernel === undefined) return false;
+  const name = kernel.trim().toUpperCase();
+  return SHARP_KERNEL_NAMES.has(name) || SHARP_KERNEL_PREFIX.test(name) || /SHARP|LUNG/.test(name);
 }
 
 /**

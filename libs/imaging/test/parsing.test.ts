@@ -1,0 +1,183 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DicomReadError, loadSeriesVolume, parseDicom, readCtFrames, readCtSlice, scanArchive } from '../src';
+import { ctSliceElements, encodeElements, int16Pixels, part10, type BuiltElement } from './helpers/dicom-builder';
+
+const work = mkdtempSync(join(tmpdir(), 'covnet-parse-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function write(name: string, bytes: Uint8Array): string {
+  const path = join(work, name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<DicomReadError> {
+  const error = await promise.catch((caught: unknown) => caught);
+  expect(error).toBeInstanceOf(DicomReadError);
+  return error as DicomReadError;
+}
+
+// Hand computation for the default 2x2 slice: stored [0, 100, -100, 1000] * 1 - 1024.
+const DEFAULT_HU = [-1024, -924, -1124, -24];
+const IMPLICIT = '1.2.840.10008.1.2';
+const EXPLICIT = '1.2.840.10008.1.2.1';
+
+describe('parseDicom', () => {
+  describe('when the file has no preamble and no file meta', () => {
+    it('reads implicit VR little endian', async () => {
+      const path = write('bare-implicit', encodeElements(ctSliceElements(), false, true));
+      const { hu } = await readCtSlice(path);
+      expect([...hu]).toEqual(DEFAULT_HU);
+    });
+
+    it('reads explicit VR big endian', async () => {
+      const elements = ctSliceElements().map((element) => (element.tag === 0x7fe00010 ? { ...element, value: int16Pixels([0, 100, -100, 1000], false) } : element));
+      const path = write('bare-big', encodeElements(elements, true, false));
+      const { hu } = await readCtSlice(path);
+      expect([...hu]).toEqual(DEFAULT_HU);
+    });
+  });
+
+  describe('when the file meta has no preamble', () => {
+    it('reads the dataset', async () => {
+      const path = write('no-preamble.dcm', part10(ctSliceElements(), EXPLICIT, { preamble: false }));
+      const { hu } = await readCtSlice(path);
+      expect([...hu]).toEqual(DEFAULT_HU);
+    });
+  });
+
+  describe('when a sequence has one item', () => {
+    it('returns an array of one', () => {
+      const bytes = part10([...ctSliceElements(), { tag: 0x00081140, vr: 'SQ', items: [[{ tag: 0x00081155, vr: 'UI', value: '2.25.9' }]] }], EXPLICIT);
+      const { dataset } = parseDicom(bytes, 'one-item', { maxInflatedBytes: 0 });
+      const items = dataset.sequence(0x00081140);
+      expect(Array.isArray(items)).toBe(true);
+      expect(items).toHaveLength(1);
+      expect(items[0].string(0x00081155)).toBe('2.25.9');
+    });
+  });
+
+  describe('when a private sequence of undefined length contains item-tag bytes', () => {
+    it('reads past it to the pixels', async () => {
+      // Binary value that contains an item tag, an item delimiter and a sequence delimiter.
+      const trap = Uint8Array.from([0xfe, 0xff, 0x00, 0xe0, 0xfe, 0xff, 0x0d, 0xe0, 0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+      const privateSequence: BuiltElement = { tag: 0x00091010, vr: 'SQ', undefinedLength: true, items: [[{ tag: 0x00091001, vr: 'OB', value: trap }]] };
+      for (const [name, syntax] of [['private-explicit.dcm', EXPLICIT], ['private-implicit.dcm', IMPLICIT]]) {
+        const path = write(name, part10([...ctSliceElements(), privateSequence], syntax));
+        const { hu } = await readCtSlice(path);
+        expect([...hu]).toEqual(DEFAULT_HU);
+      }
+    });
+  });
+
+  describe('when elements have VR UN', () => {
+    it('reads a UN sequence as implicit VR', () => {
+      const un: BuiltElement = { tag: 0x00091020, vr: 'UN', undefinedLength: true, items: [[{ tag: 0x00091021, vr: 'LO', value: 'private' }]] };
+      const plain: BuiltElement = { tag: 0x00091030, vr: 'UN', value: Uint8Array.from([1, 2, 3, 4]) };
+      const { dataset } = parseDicom(part10([...ctSliceElements(), un, plain], EXPLICIT), 'un', { maxInflatedBytes: 0 });
+      expect(dataset.sequence(0x00091020)[0].string(0x00091021)).toBe('private');
+      expect([...dataset.valueBytes(0x00091030)!]).toEqual([1, 2, 3, 4]);
+    });
+  });
+
+  describe('when the file is truncated', () => {
+    it('names the tag and byte offset', async () => {
+      const whole = part10(ctSliceElements(), EXPLICIT);
+      const path = write('truncated.dcm', whole.subarray(0, 200));
+      const error = await rejection(readCtSlice(path));
+      expect(error.code).toBe('truncated');
+      expect(error.message).toContain(path);
+      expect(error.message).toMatch(/at byte offset \d+/);
+    });
+  });
+
+  describe('when the file is not DICOM', () => {
+    it('rejects it as not-dicom', async () => {
+      const path = write('notes.txt', new Uint8Array(Buffer.from('exam notes, not an image\n'.repeat(20))));
+      const error = await rejection(readCtSlice(path));
+      expect(error.code).toBe('not-dicom');
+      expect(error.message).toContain(path);
+    });
+  });
+
+  describe('when the file is over the size limit', () => {
+    it('rejects it as too-large', async () => {
+      const path = write('large.dcm', part10(ctSliceElements(), EXPLICIT));
+      const error = await rejection(readCtSlice(path, { maxFileBytes: 100 }));
+      expect(error.code).toBe('too-large');
+    });
+  });
+});
+
+describe('Enhanced CT', () => {
+  const FRAMES = [
+    { z: 10, pixels: [0, 1, 2, 3] },
+    { z: 12, pixels: [10, 11, 12, 13] },
+    { z: 11, pixels: [20, 21, 22, 23] },
+  ];
+  const topLevelOnly = new Set([0x00200032, 0x00200037, 0x00281052, 0x00281053, 0x00280030, 0x7fe00010]);
+
+  function enhanced(frames: typeof FRAMES): Uint8Array {
+    const base = ctSliceElements({ series: '2.25.300' }).filter((element) => !topLevelOnly.has(element.tag));
+    const shared: BuiltElement[] = [
+      { tag: 0x00289110, vr: 'SQ', items: [[{ tag: 0x00280030, vr: 'DS', value: '0.5\\0.5' }]] },
+      { tag: 0x00209116, vr: 'SQ', items: [[{ tag: 0x00200037, vr: 'DS', value: '1\\0\\0\\0\\1\\0' }]] },
+      { tag: 0x00289145, vr: 'SQ', items: [[{ tag: 0x00281052, vr: 'DS', value: '-1000' }, { tag: 0x00281053, vr: 'DS', value: '2' }]] },
+    ];
+    const perFrame = frames.map((frame): BuiltElement[] => [{ tag: 0x00209113, vr: 'SQ', items: [[{ tag: 0x00200032, vr: 'DS', value: `0\\0\\${frame.z}` }]] }]);
+    return part10(
+      [
+        ...base,
+        { tag: 0x00280008, vr: 'IS', value: String(frames.length) },
+        { tag: 0x52009229, vr: 'SQ', items: [shared] },
+        { tag: 0x52009230, vr: 'SQ', undefinedLength: true, items: perFrame },
+        { tag: 0x7fe00010, vr: 'OW', value: int16Pixels(frames.flatMap((frame) => frame.pixels)) },
+      ],
+      EXPLICIT,
+    );
+  }
+
+  it('reads rescale from functional groups', async () => {
+    const path = write('enhanced-3.dcm', enhanced(FRAMES));
+    const frames = await readCtFrames(path);
+    expect(frames).toHaveLength(3);
+    // Hand computation: stored * 2 - 1000.
+    expect([...frames[1].hu]).toEqual([-980, -978, -976, -974]);
+    expect(frames[1].header.imagePositionPatient).toEqual([0, 0, 12]);
+  });
+
+  it('gives one volume from 1 or N frames', async () => {
+    const multi = write('enhanced-all.dcm', enhanced(FRAMES));
+    const singles = FRAMES.map((frame, i) => write(`enhanced-one-${i}.dcm`, enhanced([frame])));
+    const fromMulti = await loadSeriesVolume([multi]);
+    const fromSingles = await loadSeriesVolume(singles);
+    expect(fromMulti.slices).toBe(3);
+    expect(fromSingles.slices).toBe(3);
+    expect([...fromMulti.hu]).toEqual([...fromSingles.hu]);
+    // Ordered by z: frames at 10, 11, 12 mm, so the third frame comes second.
+    expect([...fromMulti.hu.subarray(4, 8)]).toEqual([-960, -958, -956, -954]);
+  });
+});
+
+describe('scanArchive with broken files', () => {
+  it('reports each file and goes on', async () => {
+    const dir = mkdtempSync(join(work, 'archive-'));
+    for (let i = 0; i < 3; i++) writeFileSync(join(dir, `s${i}.dcm`), part10(ctSliceElements({ instance: i + 1, position: [0, 0, i * 2] }), EXPLICIT));
+    const whole = part10(ctSliceElements({ instance: 9, position: [0, 0, 9] }), EXPLICIT);
+    // Cut inside PixelData, the last element.
+    writeFileSync(join(dir, 'broken.dcm'), whole.subarray(0, whole.length - 4));
+    writeFileSync(join(dir, 'readme.txt'), 'not an image');
+    const progress: number[] = [];
+    const report = await scanArchive(dir, { concurrency: 2, onProgress: (done) => progress.push(done) });
+    expect(report.series).toHaveLength(1);
+    expect(report.series[0].slices).toBe(3);
+    expect(report.skipped.map((entry) => [entry.path, entry.code])).toEqual([
+      [join(dir, 'broken.dcm'), 'truncated-pixel-data'],
+      [join(dir, 'readme.txt'), 'not-dicom'],
+    ]);
+    expect(progress).toEqual([2, 4, 5]);
+  });
+});
