@@ -3,6 +3,7 @@ export const ERROR_CODES = [
   'auth_missing_token',
   'auth_unknown_token',
   'auth_protocol_mismatch',
+  'auth_revoked',
   'invalid_message',
   'unknown_upload',
   'chunk_out_of_order',
