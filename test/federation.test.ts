@@ -17,6 +17,8 @@ interface Sent {
 }
 
 const INPUT_SIZE = 32;
+const ADMIN_TOKEN = 'admin-token-of-the-federation-test';
+const AS_ADMIN = { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
 const ROUNDS = 2;
 
 // Identifying strings of the synthetic archives: every DICOM UID and patient
@@ -70,7 +72,7 @@ describe('federation of two sites in one process', () => {
     const config = loadConfig(
       ['--port', '0', '--data-dir', join(work, 'coordinator'), '--sites', join(work, 'sites.json'), '--initial-model', join(work, 'initial.cvnw'),
         '--rounds', String(ROUNDS), '--min-sites', '2', '--epochs', '1', '--learning-rate', '0.001', '--batch-size', '2'],
-      {},
+      { COVNET_ADMIN_TOKEN: ADMIN_TOKEN },
     );
     coordinator = await startCoordinator(config);
     const url = `http://127.0.0.1:${coordinator.port}`;
@@ -94,13 +96,13 @@ describe('federation of two sites in one process', () => {
 
   it('finishes every round', async () => {
     expect(done.map((d) => d.rounds)).toEqual([ROUNDS, ROUNDS]);
-    const rounds = (await (await fetch(`http://127.0.0.1:${coordinator.port}/api/rounds`)).json()) as { round: number; state: string }[];
+    const rounds = (await (await fetch(`http://127.0.0.1:${coordinator.port}/api/rounds`, AS_ADMIN)).json()) as { round: number; state: string }[];
     expect(rounds.map((r) => r.state)).toEqual(Array(ROUNDS).fill('done'));
   });
 
   it('stores per-site metrics for every round', async () => {
     for (let round = 1; round <= ROUNDS; round++) {
-      const metrics = (await (await fetch(`http://127.0.0.1:${coordinator.port}/api/rounds/${round}/metrics`)).json()) as {
+      const metrics = (await (await fetch(`http://127.0.0.1:${coordinator.port}/api/rounds/${round}/metrics`, AS_ADMIN)).json()) as {
         sites: { site: string; valExams: number }[];
       };
       expect(metrics.sites.map((s) => s.site).sort()).toEqual(['site-a', 'site-b']);

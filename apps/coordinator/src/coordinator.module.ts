@@ -1,4 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import type { Logger } from 'pino';
 import { COORDINATOR_CONFIG, type CoordinatorConfig } from './config/config';
@@ -6,17 +7,26 @@ import { ROOT_LOGGER } from './logging/logger';
 import { typeOrmOptions } from './persistence/database';
 import { ENTITIES } from './persistence/entities';
 import { Clock } from './clock';
+import { CoordinatorEvents } from './events/coordinator-events';
+import { AdminToken } from './auth/admin-token.service';
+import { AdminGuard } from './auth/admin.guard';
 import { SiteRegistry } from './sites/site-registry.service';
 import { SiteSessions } from './sites/site-sessions';
 import { CheckpointFiles } from './models/checkpoint-files';
 import { ModelStore } from './models/model-store.service';
 import { MetricsService } from './metrics/metrics.service';
+import { ExperimentService } from './experiments/experiment.service';
 import { RoundRecords } from './rounds/round-records';
 import { RoundScheduler } from './rounds/round-scheduler.service';
 import { FederationGateway } from './gateway/federation.gateway';
+import { DashboardGateway } from './dashboard/dashboard.gateway';
 import { SitesController } from './api/sites.controller';
 import { RoundsController } from './api/rounds.controller';
 import { ModelsController } from './api/models.controller';
+import { MetricsController } from './api/metrics.controller';
+import { ExperimentsController } from './api/experiments.controller';
+import { OverviewController } from './api/overview.controller';
+import { HealthController } from './api/health.controller';
 
 @Module({})
 export class CoordinatorModule {
@@ -27,17 +37,30 @@ export class CoordinatorModule {
       providers: [
         { provide: COORDINATOR_CONFIG, useValue: config },
         { provide: ROOT_LOGGER, useValue: logger },
+        { provide: APP_GUARD, useClass: AdminGuard },
         Clock,
+        CoordinatorEvents,
+        AdminToken,
         SiteRegistry,
         SiteSessions,
         CheckpointFiles,
         ModelStore,
         MetricsService,
+        ExperimentService,
         RoundRecords,
         RoundScheduler,
         FederationGateway,
+        DashboardGateway,
       ],
-      controllers: [SitesController, RoundsController, ModelsController],
+      controllers: [
+        OverviewController,
+        SitesController,
+        RoundsController,
+        MetricsController,
+        ModelsController,
+        ExperimentsController,
+        HealthController,
+      ],
     };
   }
 }

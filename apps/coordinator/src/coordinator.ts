@@ -11,6 +11,10 @@ import { CoordinatorModule } from './coordinator.module';
 import { SiteRegistry } from './sites/site-registry.service';
 import { ModelStore } from './models/model-store.service';
 import { RoundScheduler, type FederationSummary } from './rounds/round-scheduler.service';
+import { AdminToken } from './auth/admin-token.service';
+import { ExperimentService } from './experiments/experiment.service';
+import { serveDashboard } from './dashboard/serve-dashboard';
+import { serveApiDocs } from './api/api-docs';
 
 export interface RunningCoordinator {
   /** The TCP port actually bound; differs from the config when it asked for 0. */
@@ -39,8 +43,12 @@ export async function startCoordinator(config: CoordinatorConfig, logger: Logger
   try {
     app.setGlobalPrefix('api');
     app.useWebSocketAdapter(new IoAdapter(app));
+    await app.get(AdminToken).init();
     await app.get(SiteRegistry).loadSitesFile();
     await app.get(ModelStore).init();
+    await app.get(ExperimentService).init();
+    serveApiDocs(app);
+    serveDashboard(app);
     await app.listen(config.port, config.host);
   } catch (error) {
     await app.close();

@@ -2,11 +2,19 @@ import 'reflect-metadata';
 import { ConfigError, loadConfig } from './config/config';
 import { createRootLogger } from './logging/logger';
 import { startCoordinator } from './coordinator';
+import { sitesCommand } from './cli/sites-command';
 
 async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'sites') {
+    return sitesCommand(argv.slice(1), process.env, {
+      stdout: (text) => process.stdout.write(text),
+      stderr: (text) => process.stderr.write(text),
+    });
+  }
   let config;
   try {
-    config = loadConfig(process.argv.slice(2), process.env);
+    config = loadConfig(argv, process.env);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`coordinator: ${error.message}\n`);

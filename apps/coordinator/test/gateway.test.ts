@@ -3,8 +3,9 @@ import { encodeWeights, describePayload, type NamedTensor, type TrainTask } from
 import { FakeAgent } from './support/fake-agent';
 import { TOKENS, getJson, initialTensors, queryDatabase, startFixture, type Fixture } from './support/fixtures';
 
-async function countUpdates(dataDir: string): Promise<number> {
-  const [row] = await queryDatabase<{ n: number }>(dataDir, 'SELECT COUNT(*) AS n FROM updates');
+async function countUpdates(fixture: Fixture): Promise<number> {
+  // COUNT is bigint on PostgreSQL, which its driver returns as a string; the cast keeps it a number on both.
+  const [row] = await queryDatabase<{ n: number }>(fixture, 'SELECT CAST(COUNT(*) AS INTEGER) AS n FROM updates');
   return row.n;
 }
 
@@ -107,9 +108,9 @@ describe('FederationGateway', () => {
       if (!missing.ok) expect(missing.error.message).toContain('field payload');
 
       expect(await getJson(`${fixture.baseUrl}/api/rounds`)).toEqual(before);
-      expect(await countUpdates(fixture.dataDir)).toBe(0);
+      expect(await countUpdates(fixture)).toBe(0);
       expect(await a.upload(1, 0, 1, payload)).toEqual({ ok: true, accepted: true });
-      expect(await countUpdates(fixture.dataDir)).toBe(1);
+      expect(await countUpdates(fixture)).toBe(1);
     });
   });
 
@@ -145,7 +146,7 @@ describe('FederationGateway', () => {
 
       expect(await code(a.request('model:chunk', { version: 9, index: 0 }))).toBe('unknown_model_version');
       expect(await code(a.request('update:chunk', { uploadId: 'no-such-upload', index: 0, data: Buffer.alloc(4) }))).toBe('unknown_upload');
-      expect(await countUpdates(fixture.dataDir)).toBe(0);
+      expect(await countUpdates(fixture)).toBe(0);
     });
   });
 });

@@ -134,12 +134,11 @@ describe('round', () => {
       expect(await a.next('federation:done')).toEqual({ experiment: 'test', rounds: 1, finalModelVersion: 1 });
 
       const [version1] = await queryDatabase<{ sha256: string; byte_length: number }>(
-        fixture.dataDir,
-        'SELECT sha256, byte_length FROM model_versions WHERE experiment = ? AND version = 1',
-        ['test'],
+        fixture,
+        "SELECT sha256, byte_length FROM model_versions WHERE experiment = 'test' AND version = 1",
       );
       expect(version1).toEqual({ sha256: sha256Hex(expectedPayload), byte_length: expectedPayload.byteLength });
-      const updates = await queryDatabase(fixture.dataDir, 'SELECT site, num_examples FROM updates WHERE round = 1 ORDER BY site');
+      const updates = await queryDatabase(fixture!, 'SELECT site, num_examples FROM updates WHERE round = 1 ORDER BY site');
       expect(updates).toEqual([
         { site: 'site-a', num_examples: 1 },
         { site: 'site-b', num_examples: 3 },
@@ -170,6 +169,11 @@ describe('round', () => {
       expect(metrics.body.pooled.auc.covid19).toBeCloseTo(6 / 9, 12);
       expect(metrics.body.pooled.auc.cap).toBe(1);
       expect(metrics.body.pooled.auc.non_pneumonia).toBeNull();
+      // Hanley-McNeil by hand for A = 2/3, 3 positives, 3 negatives: Q1 = 1/2,
+      // Q2 = 8/15, SE^2 = (2/9 + 2(1/2 - 4/9) + 2(8/15 - 4/9)) / 9 = 23/405.
+      expect(metrics.body.pooled.interval.covid19.low).toBeCloseTo(2 / 3 - 1.959964 * Math.sqrt(23 / 405), 5);
+      expect(metrics.body.pooled.interval.covid19.high).toBe(1);
+      expect(metrics.body.pooled.interval.non_pneumonia).toEqual({ low: null, high: null });
 
       const sites = await getJson(`${fixture.baseUrl}/api/sites`);
       expect(sites.body.map((s: { name: string; online: boolean }) => [s.name, s.online])).toEqual([
@@ -299,7 +303,12 @@ describe('round', () => {
       const rounds = await getJson(`${fixture.baseUrl}/api/rounds`);
       expect(rounds.body[0]).toMatchObject({ state: 'done', leftOut: [], participants: ['site-a', 'site-b'] });
       const metrics = await getJson(`${fixture.baseUrl}/api/rounds/1/metrics`);
-      expect(metrics.body).toEqual({ round: 1, modelVersion: 1, sites: [], pooled: { valExams: 0, auc: { covid19: null, cap: null, non_pneumonia: null } } });
+      expect(metrics.body).toEqual({ round: 1, modelVersion: 1, sites: [], pooled: {
+          valExams: 0,
+          auc: { covid19: null, cap: null, non_pneumonia: null },
+          interval: { covid19: { low: null, high: null }, cap: { low: null, high: null }, non_pneumonia: { low: null, high: null } },
+        },
+      });
     });
   });
 

@@ -53,6 +53,8 @@ export async function runFederation(plan: FederationPlan): Promise<{ rounds: Rou
   );
 
   const dataDir = join(plan.workDir, 'coordinator');
+  // The REST API needs the admin token for reads too.
+  const adminToken = randomBytes(24).toString('base64url');
   let announce: (url: string) => void;
   const listening = new Promise<string>((resolve) => (announce = resolve));
   const coordinator = startProcess(
@@ -71,7 +73,7 @@ export async function runFederation(plan: FederationPlan): Promise<{ rounds: Rou
       '--batch-size', String(plan.batchSize),
     ],
     join(logs, 'coordinator.log'),
-    {},
+    { COVNET_ADMIN_TOKEN: adminToken },
     (line) => {
       const match = /coordinator listening on (http:\/\/\S+)/.exec(line);
       if (match) announce(match[1]);
@@ -103,7 +105,7 @@ export async function runFederation(plan: FederationPlan): Promise<{ rounds: Rou
     const coordinatorDied = coordinator.exited.then((code) => {
       throw new Error(`the coordinator exited early with code ${code}; see ${coordinator.logFile}`);
     });
-    const progress = watchRounds(url, plan.onProgress);
+    const progress = watchRounds(url, adminToken, plan.onProgress);
     try {
       await Promise.race([finished, coordinatorDied, deadline(plan.timeoutSeconds * 1000, logs)]);
     } finally {
@@ -112,7 +114,7 @@ export async function runFederation(plan: FederationPlan): Promise<{ rounds: Rou
 
     const rounds: RoundReport[] = [];
     for (let round = 1; round <= plan.rounds; round++) {
-      const metrics = (await getJson(`${url}/api/rounds/${round}/metrics`)) as MetricsResponse;
+      const metrics = (await getJson(`${url}/api/rounds/${round}/metrics`, adminToken)) as MetricsResponse;
       rounds.push({
         round: metrics.round,
         modelVersion: metrics.modelVersion,
@@ -128,8 +130,8 @@ export async function runFederation(plan: FederationPlan): Promise<{ rounds: Rou
   }
 }
 
-async function getJson(url: string): Promise<unknown> {
-  const response = await fetch(url);
+async function getJson(url: string, adminToken: string): Promise<unknown> {
+  const response = await fetch(url, { headers: { authorization: `Bearer ${adminToken}` } });
   if (!response.ok) throw new Error(`GET ${url} failed: HTTP ${response.status} ${await response.text()}`);
   return response.json();
 }
@@ -157,10 +159,10 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, process: ManagedP
 }
 
 // Prints each round's state changes, read from the REST API every two seconds.
-function watchRounds(url: string, onProgress?: (message: string) => void): { stop(): void } {
+function watchRounds(url: string, adminToken: string, onProgress?: (message: string) => void): { stop(): void } {
   const seen = new Map<number, string>();
   const timer = setInterval(() => {
-    getJson(`${url}/api/rounds`)
+    getJson(`${url}/api/rounds`, adminToken)
       .then((rounds) => {
         for (const r of rounds as RoundResponse[]) {
           if (seen.get(r.round) !== r.state) {

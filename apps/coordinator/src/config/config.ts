@@ -14,7 +14,8 @@ export interface CoordinatorConfig {
   /** TCP port; 0 lets the operating system choose one. */
   port: number;
   dataDir: string;
-  sitesFile: string;
+  /** JSON file of sites upserted at start; null when sites are managed only with `sites add`. */
+  sitesFile: string | null;
   initialModelFile: string;
   experiment: string;
   rounds: number;
@@ -30,6 +31,11 @@ export interface CoordinatorConfig {
   exitWhenDone: boolean;
   database: DatabaseConfig;
   logLevel: string;
+  /**
+   * Bearer token of the REST API and the dashboard, from COVNET_ADMIN_TOKEN;
+   * null makes the coordinator create one in `<data dir>/admin-token`.
+   */
+  adminToken: string | null;
 }
 
 type FlagKind = 'string' | 'int' | 'number' | 'boolean';
@@ -45,7 +51,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--host': { key: 'host', kind: 'string', help: 'address to listen on (default 127.0.0.1)' },
   '--port': { key: 'port', kind: 'int', help: 'TCP port, 0 for any free port (default 8080)' },
   '--data-dir': { key: 'dataDir', kind: 'string', help: 'directory of the SQLite database and checkpoints (required)' },
-  '--sites': { key: 'sitesFile', kind: 'string', help: 'JSON file {"sites":[{"name","tokenSha256"}]} of the sites allowed to join (required)' },
+  '--sites': { key: 'sitesFile', kind: 'string', help: 'JSON file {"sites":[{"name","tokenSha256"}]} of sites to add or update at start (optional; see `sites add`)' },
   '--initial-model': { key: 'initialModelFile', kind: 'string', help: 'weights in the CVNW codec format, used as model version 0 (required)' },
   '--experiment': { key: 'experiment', kind: 'string', help: 'experiment name (default "default")' },
   '--rounds': { key: 'rounds', kind: 'int', help: 'number of training rounds (default 3)' },
@@ -65,7 +71,7 @@ const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8080),
   dataDir: z.string({ required_error: 'is required' }).min(1),
-  sitesFile: z.string({ required_error: 'is required' }).min(1),
+  sitesFile: z.string().min(1).optional(),
   initialModelFile: z.string({ required_error: 'is required' }).min(1),
   experiment: z
     .string()
@@ -91,7 +97,8 @@ export class ConfigError extends Error {
 
 /**
  * Reads the coordinator's configuration from command-line flags (`--flag value`
- * or `--flag=value`) and from the environment variables DATABASE_URL and LOG_LEVEL.
+ * or `--flag=value`) and from the environment variables DATABASE_URL, LOG_LEVEL
+ * and COVNET_ADMIN_TOKEN.
  * Relative paths are resolved against the current directory.
  * @param argv arguments after the script name, e.g. `process.argv.slice(2)`.
  * @throws ConfigError naming the first unknown, repeated or invalid flag.
@@ -137,11 +144,23 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   return {
     ...values,
     dataDir,
-    sitesFile: resolve(values.sitesFile),
+    sitesFile: values.sitesFile === undefined ? null : resolve(values.sitesFile),
     initialModelFile: resolve(values.initialModelFile),
     database: databaseFromEnv(env.DATABASE_URL, dataDir),
     logLevel: logLevelFromEnv(env.LOG_LEVEL),
+    adminToken: adminTokenFromEnv(env.COVNET_ADMIN_TOKEN),
   };
+}
+
+/** Shortest admin token accepted: 16 characters, e.g. 12 random bytes in base64. */
+export const MIN_ADMIN_TOKEN_LENGTH = 16;
+
+function adminTokenFromEnv(token: string | undefined): string | null {
+  if (token === undefined || token === '') return null;
+  if (token.length < MIN_ADMIN_TOKEN_LENGTH) {
+    throw new ConfigError(`COVNET_ADMIN_TOKEN has ${token.length} characters, expected at least ${MIN_ADMIN_TOKEN_LENGTH}; generate one with: openssl rand -base64 24`);
+  }
+  return token;
 }
 
 function parseNumber(flag: string, value: string, kind: 'int' | 'number'): number {
@@ -153,7 +172,8 @@ function parseNumber(flag: string, value: string, kind: 'int' | 'number'): numbe
   return number;
 }
 
-function databaseFromEnv(url: string | undefined, dataDir: string): DatabaseConfig {
+/** Chooses the database from DATABASE_URL: PostgreSQL when set, else SQLite in `dataDir`. */
+export function databaseFromEnv(url: string | undefined, dataDir: string): DatabaseConfig {
   if (url === undefined || url === '') return { type: 'sqlite', path: resolve(dataDir, 'coordinator.sqlite') };
   if (/^postgres(ql)?:\/\//.test(url)) return { type: 'postgres', url };
   // The URL may carry a password, so only its scheme is echoed.

@@ -25,6 +25,7 @@ import { SiteRegistry } from '../sites/site-registry.service';
 import { SiteSessions, type AgentSocket } from '../sites/site-sessions';
 import { RoundScheduler } from '../rounds/round-scheduler.service';
 import { ModelStore } from '../models/model-store.service';
+import { CoordinatorEvents } from '../events/coordinator-events';
 import { HandshakeError, authenticateHandshake } from './handshake';
 
 interface SocketData {
@@ -47,14 +48,18 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
     @Inject(RoundScheduler) private readonly scheduler: RoundScheduler,
     @Inject(ModelStore) private readonly models: ModelStore,
+    @Inject(CoordinatorEvents) private readonly events: CoordinatorEvents,
   ) {
     this.log = rootLogger.child({ context: 'gateway' });
+    events.on('siteRevoked', (site) => {
+      if (this.sessions.disconnect(site)) this.log.warn({ site }, `site ${site} was revoked: its connection is closed`);
+    });
   }
 
   afterInit(server: Server): void {
-    server.use((socket, next) => {
+    server.use(async (socket, next) => {
       try {
-        (socket.data as SocketData).site = authenticateHandshake(socket.handshake.auth, (token) => this.registry.authenticate(token));
+        (socket.data as SocketData).site = await authenticateHandshake(socket.handshake.auth, (token) => this.registry.authenticateFresh(token));
         next();
       } catch (error) {
         if (!(error instanceof HandshakeError)) {
@@ -83,7 +88,10 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
   handleDisconnect(socket: AgentSocket): void {
     const site = (socket.data as Partial<SocketData>).site;
     if (site === undefined) return;
-    if (this.sessions.detach(site, socket)) this.log.info({ site }, `site ${site} disconnected`);
+    if (this.sessions.detach(site, socket)) {
+      this.log.info({ site }, `site ${site} disconnected`);
+      this.events.changed('sites');
+    }
   }
 
   @SubscribeMessage(AGENT_EVENTS.hello)

@@ -12,10 +12,13 @@ export class HandshakeError extends Error {
 
 /**
  * Checks the handshake `auth` object and returns the site it authenticates.
- * @param authenticate maps a token to its site name, or null for an unknown token.
- * @throws HandshakeError `auth_missing_token`, `auth_unknown_token` or `auth_protocol_mismatch`.
+ * @param authenticate maps a token to its site and whether it is revoked, or to null for an unknown token.
+ * @throws HandshakeError `auth_missing_token`, `auth_unknown_token`, `auth_revoked` or `auth_protocol_mismatch`.
  */
-export function authenticateHandshake(auth: unknown, authenticate: (token: string) => string | null): string {
+export async function authenticateHandshake(
+  auth: unknown,
+  authenticate: (token: string) => Promise<{ site: string; revoked: boolean } | null>,
+): Promise<string> {
   const token = (auth as { token?: unknown } | null | undefined)?.token;
   if (token === undefined || token === null || token === '') {
     throw new HandshakeError('auth_missing_token', 'authentication failed: no token');
@@ -33,7 +36,10 @@ export function authenticateHandshake(auth: unknown, authenticate: (token: strin
       `authentication failed: agent speaks protocol version ${parsed.data.protocolVersion}, this coordinator speaks ${PROTOCOL_VERSION}`,
     );
   }
-  const site = authenticate(parsed.data.token);
-  if (site === null) throw new HandshakeError('auth_unknown_token', 'authentication failed: unknown token');
-  return site;
+  const check = await authenticate(parsed.data.token);
+  if (check === null) throw new HandshakeError('auth_unknown_token', 'authentication failed: unknown token');
+  if (check.revoked) {
+    throw new HandshakeError('auth_revoked', `authentication failed: the token of site ${check.site} was revoked; ask the consortium for a new one`);
+  }
+  return check.site;
 }

@@ -17,6 +17,7 @@ import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
 import { ROOT_LOGGER } from '../logging/logger';
 import { ModelVersionEntity } from '../persistence/entities';
 import { firstNonFinite, type ModelLayout } from '../aggregation/fedavg';
+import { CoordinatorEvents } from '../events/coordinator-events';
 import { Clock } from '../clock';
 import { CheckpointFiles } from './checkpoint-files';
 
@@ -54,6 +55,7 @@ export class ModelStore {
     @InjectRepository(ModelVersionEntity) private readonly versions: Repository<ModelVersionEntity>,
     @Inject(CheckpointFiles) private readonly files: CheckpointFiles,
     @Inject(Clock) private readonly clock: Clock,
+    @Inject(CoordinatorEvents) private readonly events: CoordinatorEvents,
   ) {
     this.log = rootLogger.child({ context: 'models', experiment: config.experiment });
   }
@@ -147,6 +149,11 @@ export class ModelStore {
     return this.versions.find({ where: { experiment: this.config.experiment }, order: { version: 'ASC' } });
   }
 
+  /** Returns the checkpoint bytes of `version`. @throws ProtocolError `unknown_model_version`. */
+  async checkpoint(version: number): Promise<Buffer> {
+    return (await this.get(version)).payload;
+  }
+
   private async get(version: number): Promise<LoadedModel> {
     if (this.latest?.version === version) return this.latest;
     if (this.previous?.version === version) return this.previous;
@@ -170,7 +177,9 @@ export class ModelStore {
       byteLength: payload.byteLength,
       createdAt: this.clock.nowIso(),
     });
-    return this.versions.save(row);
+    const saved = await this.versions.save(row);
+    this.events.changed('models');
+    return saved;
   }
 
   private async loadVersion(row: ModelVersionEntity): Promise<LoadedModel> {

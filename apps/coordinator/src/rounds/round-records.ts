@@ -3,6 +3,7 @@ import { InjectRepository } from '@nestjs/typeorm';
 import type { Repository } from 'typeorm';
 import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
 import { RoundEntity, SiteMetricEntity, UpdateEntity } from '../persistence/entities';
+import { CoordinatorEvents } from '../events/coordinator-events';
 import { Clock } from '../clock';
 import type { RoundState } from './round-state';
 
@@ -15,6 +16,7 @@ export class RoundRecords {
     @InjectRepository(UpdateEntity) private readonly updates: Repository<UpdateEntity>,
     @InjectRepository(SiteMetricEntity) private readonly metrics: Repository<SiteMetricEntity>,
     @Inject(Clock) private readonly clock: Clock,
+    @Inject(CoordinatorEvents) private readonly events: CoordinatorEvents,
   ) {}
 
   /** Returns the number of the first round that is not done: 1 for a new experiment. */
@@ -45,18 +47,21 @@ export class RoundRecords {
       startedAt: this.clock.nowIso(),
       endedAt: null,
     });
-    return this.rounds.save(round);
+    const saved = await this.rounds.save(round);
+    this.events.changed('rounds');
+    return saved;
   }
 
   /** Persists `round` in `state`, with whatever other fields the caller changed. */
   async transition(round: RoundEntity, state: RoundState): Promise<void> {
     round.state = state;
     if (state === 'done') round.endedAt = this.clock.nowIso();
-    await this.rounds.save(round);
+    await this.save(round);
   }
 
   async save(round: RoundEntity): Promise<void> {
     await this.rounds.save(round);
+    this.events.changed('rounds');
   }
 
   async insertUpdate(update: Omit<UpdateEntity, 'id' | 'experiment' | 'acceptedAt'>): Promise<UpdateEntity> {

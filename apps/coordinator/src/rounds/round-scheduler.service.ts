@@ -18,6 +18,8 @@ import { ModelStore } from '../models/model-store.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { SiteSessions } from '../sites/site-sessions';
 import type { LeftOutSite, RoundEntity } from '../persistence/entities';
+import { CoordinatorEvents } from '../events/coordinator-events';
+import { ExperimentService, ExperimentStopped } from '../experiments/experiment.service';
 import { Clock } from '../clock';
 import { Deferred } from './deferred';
 import { RoundRecords } from './round-records';
@@ -40,6 +42,8 @@ interface TrainingPhase {
   task: TrainTask;
   participants: ReadonlySet<string>;
   accepted: Set<string>;
+  /** Participants revoked during the round; the round no longer waits for them. */
+  revoked: Set<string>;
   /** Sites whose update row is being written; a second commit meanwhile is a duplicate. */
   committing: Set<string>;
   // Batch-normalisation moving statistics are ordinary tensors of the payload,
@@ -77,6 +81,7 @@ export class RoundScheduler implements OnApplicationShutdown {
   private summary: FederationSummary | null = null;
   private stopped = false;
   private readonly onReady = (site: string) => this.handleSiteReady(site);
+  private readonly onRevoked = (site: string) => this.dropRevokedSite(site);
 
   constructor(
     @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
@@ -86,9 +91,12 @@ export class RoundScheduler implements OnApplicationShutdown {
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
     @Inject(RoundRecords) private readonly records: RoundRecords,
     @Inject(Clock) private readonly clock: Clock,
+    @Inject(CoordinatorEvents) private readonly events: CoordinatorEvents,
+    @Inject(ExperimentService) private readonly experiment: ExperimentService,
   ) {
     this.log = rootLogger.child({ context: 'rounds', experiment: config.experiment });
     sessions.on('ready', this.onReady);
+    events.on('siteRevoked', this.onRevoked);
   }
 
   /**
@@ -98,18 +106,28 @@ export class RoundScheduler implements OnApplicationShutdown {
   async run(): Promise<FederationSummary> {
     const first = await this.records.firstRoundToRun();
     if (first > 1) this.log.info({ round: first }, `rounds 1-${first - 1} are already done; resuming at round ${first}`);
+    let lastRound = first - 1;
     for (let number = first; number <= this.config.rounds; number++) {
-      await this.runRound(number);
+      try {
+        await this.runRound(number);
+      } catch (error) {
+        if (!(error instanceof ExperimentStopped) || this.stopped) throw error;
+        this.active = null;
+        this.log.warn({ round: number }, `experiment stopped before round ${number} trained; the federation ends after ${lastRound} rounds`);
+        break;
+      }
+      lastRound = number;
     }
+    if (this.experiment.state !== 'stopped') await this.experiment.markDone();
     const current = this.models.current;
     this.summary = {
       experiment: this.config.experiment,
-      rounds: this.config.rounds,
+      rounds: lastRound,
       finalModelVersion: current.version,
       finalSha256: current.ref.sha256,
     };
     for (const site of this.sessions.readySites()) this.sendDone(site);
-    this.log.info({ modelVersion: current.version }, `federation done after ${this.config.rounds} rounds`);
+    this.log.info({ modelVersion: current.version }, `federation done after ${lastRound} rounds`);
     return this.summary;
   }
 
@@ -121,6 +139,7 @@ export class RoundScheduler implements OnApplicationShutdown {
   onApplicationShutdown(): void {
     this.stopped = true;
     this.sessions.off('ready', this.onReady);
+    this.events.off('siteRevoked', this.onRevoked);
     const stop = new SchedulerStopped('coordinator is shutting down');
     this.quorum?.reject(stop);
     this.active?.training?.cancelTimer();
@@ -140,6 +159,9 @@ export class RoundScheduler implements OnApplicationShutdown {
     log.info({ modelVersion: entity.modelVersionIn }, `round ${number} waiting for ${this.config.minSites} sites`);
 
     await this.waitForQuorum(number);
+    // A paused experiment waits here, before any site receives a train task.
+    await this.experiment.beforeRound();
+    this.checkStopped();
     const training = await this.startTraining(active);
     await training.closed.promise;
     this.checkStopped();
@@ -199,6 +221,7 @@ export class RoundScheduler implements OnApplicationShutdown {
       task,
       participants: new Set(participants),
       accepted: new Set(),
+      revoked: new Set(),
       committing: new Set(),
       accumulator: new FedAvgAccumulator(this.models.layout),
       deadlinePassed: false,
@@ -232,9 +255,13 @@ export class RoundScheduler implements OnApplicationShutdown {
     );
   }
 
-  /** Closes training when every participant has an accepted update, or after the deadline at quorum. */
+  /**
+   * Closes training when every participant that was not revoked has an
+   * accepted update (at least --min-sites of them), or after the deadline at quorum.
+   */
   private maybeCloseTraining(active: ActiveRound, training: TrainingPhase): void {
-    const everyone = training.accepted.size === training.participants.size;
+    const outstanding = [...training.participants].filter((site) => !training.accepted.has(site) && !training.revoked.has(site));
+    const everyone = outstanding.length === 0 && training.accepted.size >= this.config.minSites;
     const lateQuorum = training.deadlinePassed && training.accepted.size >= this.config.minSites;
     if (everyone || lateQuorum) this.closeTraining(active, training);
   }
@@ -259,7 +286,10 @@ export class RoundScheduler implements OnApplicationShutdown {
   private missingParticipants(training: TrainingPhase): LeftOutSite[] {
     return [...training.participants]
       .filter((site) => !training.accepted.has(site))
-      .map((site) => ({ site, reason: this.sessions.isOnline(site) ? 'missed_deadline' : 'disconnected' }));
+      .map((site) => ({
+        site,
+        reason: training.revoked.has(site) ? 'revoked' : this.sessions.isOnline(site) ? 'missed_deadline' : 'disconnected',
+      }));
   }
 
   private async startEvaluation(active: ActiveRound): Promise<EvaluationPhase> {
@@ -330,6 +360,31 @@ export class RoundScheduler implements OnApplicationShutdown {
     if (evaluation && !evaluation.reported.has(site)) {
       evaluation.evaluators.add(site);
       this.sessions.send(site, COORDINATOR_EVENTS.evaluateTask, evaluation.task);
+    }
+  }
+
+  /**
+   * Stops waiting for a revoked site: its unfinished upload is dropped and
+   * the round goes on without it. An update it had already sent stays in the
+   * running sum, because the sum cannot give back one site's share.
+   */
+  private dropRevokedSite(site: string): void {
+    this.uploads.dropSite(site);
+    const active = this.active;
+    if (!active) return;
+    const training = active.training;
+    if (training && training.participants.has(site)) {
+      if (training.accepted.has(site)) {
+        this.log.warn({ site, round: active.entity.number }, `site ${site} was revoked after its update for round ${active.entity.number} was accepted: the update stays in the aggregate`);
+      } else {
+        training.revoked.add(site);
+        this.log.warn({ site, round: active.entity.number }, `site ${site} was revoked: round ${active.entity.number} goes on without its update`);
+        this.maybeCloseTraining(active, training);
+      }
+    }
+    const evaluation = active.evaluation;
+    if (evaluation && evaluation.evaluators.delete(site) && [...evaluation.evaluators].every((s) => evaluation.reported.has(s))) {
+      this.closeEvaluation(active, evaluation);
     }
   }
 

@@ -42,6 +42,14 @@ export class SiteSessions extends EventEmitter {
     this.emit('ready', site);
   }
 
+  /** Closes the connection of `site`, if any; the socket's disconnect handler then detaches it. */
+  disconnect(site: string): boolean {
+    const session = this.sessions.get(site);
+    if (!session) return false;
+    session.socket.disconnect(true);
+    return true;
+  }
+
   isOnline(site: string): boolean {
     return this.sessions.has(site);
   }

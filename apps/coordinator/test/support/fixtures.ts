@@ -3,8 +3,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
+import { createTestDatabase, type TestDatabase } from './test-database';
 import { encodeWeights, type NamedTensor } from '@covnet/protocol';
 import { loadConfig, startCoordinator, type RunningCoordinator } from '../../src';
+
+/** Admin token of every test coordinator. */
+export const ADMIN_TOKEN = 'admin-token-of-the-tests-0123';
 
 export const TOKENS = { 'site-a': 'token-of-site-a', 'site-b': 'token-of-site-b', 'site-c': 'token-of-site-c' } as const;
 export type SiteName = keyof typeof TOKENS;
@@ -23,6 +27,7 @@ export function initialTensors(): NamedTensor[] {
 
 export interface Fixture {
   dataDir: string;
+  database: TestDatabase;
   coordinator: RunningCoordinator;
   baseUrl: string;
   initialPayload: Buffer;
@@ -38,9 +43,13 @@ export interface FixtureOptions {
   env?: Record<string, string>;
 }
 
-/** Starts a coordinator on 127.0.0.1 port 0 with a fresh data dir, three sites and the test model. */
+/**
+ * Starts a coordinator on 127.0.0.1 port 0 with a fresh data dir, three sites
+ * and the test model, on SQLite or on a fresh PostgreSQL schema (see test-database.ts).
+ */
 export async function startFixture(options: FixtureOptions = {}): Promise<Fixture> {
   const dataDir = await mkdtemp(join(tmpdir(), 'coordinator-test-'));
+  const database = await createTestDatabase(dataDir);
   const sitesFile = join(dataDir, 'sites.json');
   const sites = Object.entries(TOKENS).map(([name, token]) => ({
     name,
@@ -67,31 +76,52 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
       '--batch-size', '2',
       '--proximal-mu', '0',
     ],
-    { LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', ...options.env },
+    { LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', COVNET_ADMIN_TOKEN: ADMIN_TOKEN, ...database.env, ...options.env },
   );
-  const coordinator = await startCoordinator(config);
+  let coordinator: RunningCoordinator;
+  try {
+    coordinator = await startCoordinator(config);
+  } catch (error) {
+    await database.drop();
+    throw error;
+  }
   // The federation may not finish in a test; its rejection at close is expected.
   coordinator.done.catch(() => {});
   return {
     dataDir,
+    database,
     coordinator,
     baseUrl: `http://127.0.0.1:${coordinator.port}`,
     initialPayload,
     cleanup: async () => {
       await coordinator.close();
+      await database.drop();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
 }
 
-export async function getJson(url: string): Promise<{ status: number; body: any }> {
-  const response = await fetch(url);
+/** GETs a URL with the admin token, or with `token` (null for none), and parses the JSON body. */
+export async function getJson(url: string, token: string | null = ADMIN_TOKEN): Promise<{ status: number; body: any }> {
+  const response = await fetch(url, { headers: token === null ? {} : { authorization: `Bearer ${token}` } });
   return { status: response.status, body: await response.json() };
 }
 
-/** Runs one SQL query against a fixture's SQLite database, outside the coordinator's connection. */
-export async function queryDatabase<T>(dataDir: string, sql: string, parameters: unknown[] = []): Promise<T[]> {
-  const dataSource = new DataSource({ type: 'better-sqlite3', database: join(dataDir, 'coordinator.sqlite'), readonly: true });
+/** Sends a JSON request with the admin token, or with `token` (null for none). */
+export async function sendJson(method: string, url: string, body?: unknown, token: string | null = ADMIN_TOKEN): Promise<{ status: number; body: any }> {
+  const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  return { status: response.status, body: text === '' ? null : JSON.parse(text) };
+}
+
+/**
+ * Runs one SQL query against a fixture's database, outside the coordinator's
+ * connection. Use `$1`-style parameters only where both databases accept them.
+ */
+export async function queryDatabase<T>(fixture: Fixture, sql: string, parameters: unknown[] = []): Promise<T[]> {
+  const dataSource = new DataSource(fixture.database.dataSourceOptions);
   await dataSource.initialize();
   try {
     return await dataSource.query(sql, parameters);

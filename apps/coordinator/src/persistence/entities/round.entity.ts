@@ -3,7 +3,7 @@ import { jsonColumn } from '../json-column';
 import type { RoundState } from '../../rounds/round-state';
 
 /** Reason a participant's update is missing from a round's aggregate. */
-export type LeftOutReason = 'disconnected' | 'missed_deadline';
+export type LeftOutReason = 'disconnected' | 'missed_deadline' | 'revoked';
 
 export interface LeftOutSite {
   site: string;

@@ -2,7 +2,7 @@ import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
 import type { ClassCounts } from '@covnet/protocol';
 import { jsonColumn } from '../json-column';
 
-/** A hospital allowed to join, from the --sites file, with what it last reported in `site:hello`. */
+/** A hospital allowed to join (from the --sites file or `sites add`), with what it last reported in `site:hello`. */
 @Entity({ name: 'sites' })
 export class SiteEntity {
   @PrimaryGeneratedColumn({ type: 'integer' })
@@ -30,4 +30,12 @@ export class SiteEntity {
 
   @Column({ name: 'val_exams', type: 'text', nullable: true, transformer: jsonColumn })
   valExams!: ClassCounts | null;
+
+  /** ISO 8601 time the site was added; null for sites added before this column existed. */
+  @Column({ name: 'added_at', type: 'varchar', length: 32, nullable: true })
+  addedAt!: string | null;
+
+  /** ISO 8601 time the site's token was revoked; a revoked site cannot connect. */
+  @Column({ name: 'revoked_at', type: 'varchar', length: 32, nullable: true })
+  revokedAt!: string | null;
 }

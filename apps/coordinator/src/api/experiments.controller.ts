@@ -1,0 +1,36 @@
+import { ConflictException, Controller, Get, HttpCode, Inject, NotFoundException, Param, Post, BadRequestException } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { ExperimentActionError, ExperimentService } from '../experiments/experiment.service';
+import type { ExperimentAction } from '../experiments/experiment-state';
+
+const ACTIONS: readonly ExperimentAction[] = ['start', 'pause', 'stop'];
+
+@ApiTags('experiments')
+@ApiBearerAuth()
+@Controller('experiments')
+export class ExperimentsController {
+  constructor(@Inject(ExperimentService) private readonly experiments: ExperimentService) {}
+
+  @Get()
+  @ApiOperation({ summary: 'Experiments with their state and settings' })
+  list() {
+    return this.experiments.list();
+  }
+
+  @Post(':name/:action')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Start (or resume), pause or stop an experiment; pause and stop take effect before the next round trains' })
+  @ApiParam({ name: 'name', type: String })
+  @ApiParam({ name: 'action', enum: ['start', 'pause', 'stop'] })
+  async act(@Param('name') name: string, @Param('action') action: string) {
+    if (!ACTIONS.includes(action as ExperimentAction)) throw new BadRequestException(`action must be one of ${ACTIONS.join(', ')}, got "${action}"`);
+    try {
+      return await this.experiments.act(name, action as ExperimentAction);
+    } catch (error) {
+      if (error instanceof ExperimentActionError) {
+        throw error.reason === 'not_found' ? new NotFoundException(error.message) : new ConflictException(error.message);
+      }
+      throw error;
+    }
+  }
+}
