@@ -1,7 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
+import { benchCovnet } from './covnet.bench';
 import { benchFedAvg } from './fedavg.bench';
+import { benchIngest } from './ingest.bench';
 
 /** One measured figure; `name` is stable and listed in bench/README.md. */
 export interface BenchFigure {
@@ -14,6 +16,8 @@ export interface BenchFigure {
 
 const SUITES: Record<string, () => Promise<Omit<BenchFigure, 'cores'>[]>> = {
   fedavg: benchFedAvg,
+  ingest: benchIngest,
+  covnet: benchCovnet,
 };
 
 async function main(): Promise<void> {
