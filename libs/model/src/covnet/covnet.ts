@@ -5,7 +5,11 @@ import { gradCam, type GradCamResult } from './grad-cam';
 import { examTensor, validateExam, validateLabel, type ExamInput, type LabelledExam } from './exam';
 import { readNamedWeights, writeNamedWeights, type NamedWeight } from './named-weights';
 import { SliceMaxPooling } from './slice-max-pooling';
+import { sliceFeatureModel } from './sub-models';
 import { trainModel, validateHyperParameters, type TrainHyperParameters, type TrainResult } from './training';
+
+/** Slices per backbone pass in inference; bounds the memory of predict and evaluate. */
+const PREDICT_SLICES_PER_BATCH = 8;
 
 export interface CovnetOptions {
   backbone: BackboneName;
@@ -160,8 +164,17 @@ export class Covnet {
     return this.features;
   }
 
+  /**
+   * Computes the exam's logits [1, 3] in inference mode. The backbone runs on
+   * PREDICT_SLICES_PER_BATCH slices at a time through LayersModel.predict, which frees each
+   * layer's output once the next layers have used it, so memory does not grow with the
+   * exam's slice count. A ResNet-50 at 224 pixels keeps roughly 120 MB of activations per
+   * slice, which for a 64-slice exam in one pass would exceed wasm's 4 GB heap.
+   */
   private logits(exam: ExamInput): tf.Tensor2D {
-    return this.model.apply(examTensor(exam), { training: false }) as tf.Tensor2D;
+    const perSlice = sliceFeatureModel(this.model).predict(examTensor(exam), { batchSize: PREDICT_SLICES_PER_BATCH }) as tf.Tensor2D;
+    const perExam = this.model.getLayer('exam_max').apply(perSlice) as tf.Tensor2D;
+    return this.model.getLayer('head_dense').apply(perExam) as tf.Tensor2D;
   }
 
   private assertUsable(): void {

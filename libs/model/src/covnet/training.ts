@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { CLASSES } from './classes';
 import { examTensor, flipHorizontally, type LabelledExam } from './exam';
 import { seededRandom, shuffledIndices } from './random';
+import { sliceFeatureModel } from './sub-models';
 
 export interface TrainHyperParameters {
   epochs: number;
@@ -157,18 +158,6 @@ function batchCrossEntropy(model: tf.LayersModel, inputs: LabelledExam['input'][
   // A one-hot product instead of tf.gather: the gradient of gather needs
   // UnsortedSegmentSum, which the wasm backend does not have.
   return tf.neg(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)))) as tf.Scalar;
-}
-
-const sliceFeatureModels = new WeakMap<tf.LayersModel, tf.LayersModel>();
-
-/** Sub-model from the grey slices to the per-slice pooled features; it shares the model's weights. */
-function sliceFeatureModel(model: tf.LayersModel): tf.LayersModel {
-  let sub = sliceFeatureModels.get(model);
-  if (sub === undefined) {
-    sub = tf.model({ inputs: model.inputs, outputs: model.getLayer('slice_pool').output as tf.SymbolicTensor });
-    sliceFeatureModels.set(model, sub);
-  }
-  return sub;
 }
 
 /** Squared L2 distance between the current trainable weights and the round's global weights. */

@@ -1,0 +1,89 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../src';
+import { fusedBatchNormGradConfig } from '../src/kernels/batch-norm-gradient';
+import { maxAbs, maxAbsDifference, pseudoRandomValues } from './helpers';
+
+async function valuesOn(backend: string, f: () => tf.Tensor): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const result = f();
+  try {
+    return (await result.data()) as Float32Array;
+  } finally {
+    result.dispose();
+  }
+}
+
+interface ReductionCase {
+  name: string;
+  shape: number[];
+  axis: number | number[];
+  keepDims: boolean;
+}
+
+const REDUCTIONS: ReductionCase[] = [
+  { name: 'batch, height and width of NHWC', shape: [3, 12, 10, 5], axis: [0, 1, 2], keepDims: false },
+  { name: 'the same axes kept', shape: [3, 12, 10, 5], axis: [2, 0, 1], keepDims: true },
+  { name: 'the first axis only', shape: [300, 7], axis: 0, keepDims: false },
+  { name: 'trailing axes (built-in kernel)', shape: [3, 12, 10, 5], axis: [1, 2], keepDims: false },
+  { name: 'a negative axis (built-in kernel)', shape: [4, 300], axis: -1, keepDims: true },
+];
+
+describe('Sum and Mean on wasm', () => {
+  beforeAll(async () => {
+    await initBackend({ prefer: 'wasm' });
+  });
+
+  describe.each(REDUCTIONS)('when reducing $name', (c) => {
+    it('matches the cpu backend', async () => {
+      const values = pseudoRandomValues(c.shape.reduce((a, b) => a * b, 1), 5).map((v) => v - 0.3);
+      for (const op of [tf.sum, tf.mean]) {
+        const run = () => tf.tidy(() => op(tf.tensor(values, c.shape), c.axis, c.keepDims));
+        const reference = await valuesOn('cpu', run);
+        const actual = await valuesOn('wasm', run);
+        expect(actual.length, op.name).toBe(reference.length);
+        expect(maxAbsDifference(actual, reference), op.name).toBeLessThan(1e-5 * Math.max(1, maxAbs(reference)));
+      }
+      await tf.setBackend('wasm');
+      const shape = tf.tidy(() => tf.sum(tf.tensor(values, c.shape), c.axis, c.keepDims).shape);
+      await tf.setBackend('cpu');
+      const expectedShape = tf.tidy(() => tf.sum(tf.tensor(values, c.shape), c.axis, c.keepDims).shape);
+      expect(shape).toEqual(expectedShape);
+    });
+  });
+});
+
+/** The batch-norm formula from elementary ops, whose gradients tfjs-core defines on its own. */
+function composedBatchNorm(x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, offset: tf.Tensor, scale: tf.Tensor): tf.Tensor {
+  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-3))), scale), offset);
+}
+
+describe('FusedBatchNorm gradient', () => {
+  describe('when compared with the composed formula on cpu', () => {
+    it('gives the same gradient for every input', async () => {
+      await initBackend({ prefer: 'wasm' });
+      await tf.setBackend('cpu');
+      expect(tf.getGradient('FusedBatchNorm')).toBe(fusedBatchNormGradConfig);
+      const shape = [2, 5, 4, 3];
+      const x = tf.tensor4d(pseudoRandomValues(120, 21), shape as [number, number, number, number]);
+      const weights = tf.tensor4d(pseudoRandomValues(120, 22).map((v) => v - 0.5), shape as [number, number, number, number]);
+      const mean = tf.tensor1d([0.2, 0.5, -0.1]);
+      const variance = tf.tensor1d([0.3, 1.2, 0.05]);
+      const offset = tf.tensor1d([0.1, -0.4, 0.0]);
+      const scale = tf.tensor1d([1.5, 0.7, -0.9]);
+      const inputs = [x, mean, variance, offset, scale];
+      const loss = (f: typeof composedBatchNorm) => (...args: tf.Tensor[]) => tf.sum(tf.mul(f(...(args as Parameters<typeof composedBatchNorm>)), weights));
+      const fused = (a: tf.Tensor, m: tf.Tensor, v: tf.Tensor, o: tf.Tensor, s: tf.Tensor) =>
+        tf.batchNorm(a as tf.Tensor4D, m as tf.Tensor1D, v as tf.Tensor1D, o as tf.Tensor1D, s as tf.Tensor1D, 1e-3);
+
+      const expected = tf.grads(loss(composedBatchNorm))(inputs);
+      const actual = tf.grads(loss(fused))(inputs);
+      for (const [i, name] of ['x', 'mean', 'variance', 'offset', 'scale'].entries()) {
+        const reference = await expected[i].data();
+        expect(maxAbs(reference), name).toBeGreaterThan(0);
+        expect(maxAbsDifference(await actual[i].data(), reference), name).toBeLessThan(1e-4 * Math.max(1, maxAbs(reference)));
+      }
+      tf.dispose([...inputs, weights, ...expected, ...actual]);
+    });
+  });
+});
