@@ -11,8 +11,8 @@ export const DASHBOARD_CHANGED_EVENT = 'dashboard:changed';
 
 /**
  * The `/dashboard` namespace of the coordinator's socket.io server. Browsers
- * authenticate with the admin token in the handshake `auth` and are told
- * which topic changed; the data itself comes from the REST API.
+ * authenticate with the admin token in the handshake `auth` and receive
+ * the names of the changed topics. The data itself comes from the REST API.
  */
 @WebSocketGateway({ namespace: '/dashboard' })
 export class DashboardGateway implements OnGatewayInit {

@@ -6,7 +6,7 @@ export const DASHBOARD_PATH = '/dashboard/';
 
 /**
  * Serves the dashboard's static page at /dashboard/ and redirects / to it.
- * The page holds no data: it asks for the admin token and reads everything
+ * The page contains no data. It asks for the admin token and reads everything
  * through the REST API and the `/dashboard` socket namespace, which require it.
  */
 export function serveDashboard(app: NestExpressApplication): void {
