@@ -27,6 +27,7 @@ export { ImageReadError, loadImageFile, type GrayImage } from './images/load-ima
 export { EXAM_LABELS, isExamLabel, type ExamLabel } from './synthetic/labels';
 export { synthesizeExam, type SyntheticExam, type SynthesizeOptions } from './synthetic/phantom';
 export { deriveSeed, SeededRandom } from './synthetic/prng';
+export { makeUid, writeExamAsDicom, type SyntheticExamIdentity, type SyntheticSeriesOptions } from './synthetic/write-dicom';
 export { writeSyntheticArchive, type ExamSplit, type SyntheticArchiveOptions, type SyntheticExamRecord } from './synthetic/archive';
 
 export { LabelsFileError, readLabels, type LabelledExam, type LabelSplit } from './labels/read-labels';

@@ -29,6 +29,20 @@ export function makeUid(random: SeededRandom): string {
   return `2.25.${value.toString()}`;
 }
 
+/** How one series of an exam is labelled, for exams that hold several reconstructions. */
+export interface SyntheticSeriesOptions {
+  /** ImageType values (default ORIGINAL, PRIMARY, AXIAL). */
+  imageType?: string[];
+  /** ConvolutionKernel; omitted from the files by default. */
+  convolutionKernel?: string;
+  /** SeriesDescription (default "Chest axial"). */
+  seriesDescription?: string;
+  /** SeriesNumber (default 2). */
+  seriesNumber?: number;
+  /** Prepended to every file name, so that several series can share one folder (default none). */
+  fileNamePrefix?: string;
+}
+
 /**
  * Writes each slice of a synthetic exam as a CT Image Storage file (explicit VR little endian,
  * 16-bit signed, RescaleSlope 1, RescaleIntercept -1024) named `<nnnn>.dcm`. Instance 1 is the
@@ -36,7 +50,13 @@ export function makeUid(random: SeededRandom): string {
  * position order.
  * @returns the written paths, from instance 1 upwards.
  */
-export async function writeExamAsDicom(exam: SyntheticExam, identity: SyntheticExamIdentity, examDir: string, random: SeededRandom): Promise<string[]> {
+export async function writeExamAsDicom(
+  exam: SyntheticExam,
+  identity: SyntheticExamIdentity,
+  examDir: string,
+  random: SeededRandom,
+  series: SyntheticSeriesOptions = {},
+): Promise<string[]> {
   const sliceSize = exam.rows * exam.columns;
   const paths: string[] = [];
   const originX = -((exam.columns - 1) / 2) * exam.pixelSpacing[1];
@@ -51,7 +71,7 @@ export async function writeExamAsDicom(exam: SyntheticExam, identity: SyntheticE
     const sopInstanceUID = makeUid(random);
     const dataset: Record<string, unknown> = {
       SpecificCharacterSet: 'ISO_IR 100',
-      ImageType: ['ORIGINAL', 'PRIMARY', 'AXIAL'],
+      ImageType: series.imageType ?? ['ORIGINAL', 'PRIMARY', 'AXIAL'],
       SOPClassUID: CT_IMAGE_STORAGE,
       SOPInstanceUID: sopInstanceUID,
       StudyDate: '20200301',
@@ -60,7 +80,7 @@ export async function writeExamAsDicom(exam: SyntheticExam, identity: SyntheticE
       Manufacturer: 'COVNet synthetic phantom',
       InstitutionName: identity.institutionName,
       StudyDescription: 'Synthetic chest CT',
-      SeriesDescription: 'Chest axial',
+      SeriesDescription: series.seriesDescription ?? 'Chest axial',
       PatientName: identity.patientName,
       PatientID: identity.patientID,
       PatientBirthDate: '',
@@ -72,7 +92,7 @@ export async function writeExamAsDicom(exam: SyntheticExam, identity: SyntheticE
       StudyInstanceUID: identity.studyInstanceUID,
       SeriesInstanceUID: identity.seriesInstanceUID,
       StudyID: '1',
-      SeriesNumber: 2,
+      SeriesNumber: series.seriesNumber ?? 2,
       InstanceNumber: instance,
       ImagePositionPatient: [originX, originY, z],
       ImageOrientationPatient: [1, 0, 0, 0, 1, 0],
@@ -93,6 +113,7 @@ export async function writeExamAsDicom(exam: SyntheticExam, identity: SyntheticE
       RescaleIntercept: RESCALE_INTERCEPT,
       RescaleSlope: 1,
       RescaleType: 'HU',
+      ...(series.convolutionKernel === undefined ? {} : { ConvolutionKernel: series.convolutionKernel }),
       PixelData: [pixels.buffer],
       _vrMap: { PixelData: 'OW' },
     };
@@ -108,7 +129,7 @@ export async function writeExamAsDicom(exam: SyntheticExam, identity: SyntheticE
 
     const dicomDict = new dcmjs.data.DicomDict(dcmjs.data.DicomMetaDictionary.denaturalizeDataset(meta));
     dicomDict.dict = dcmjs.data.DicomMetaDictionary.denaturalizeDataset(dataset);
-    const path = `${examDir}/${String(instance).padStart(4, '0')}.dcm`;
+    const path = `${examDir}/${series.fileNamePrefix ?? ''}${String(instance).padStart(4, '0')}.dcm`;
     await writeFile(path, Buffer.from(dicomDict.write()));
     paths.push(path);
   }
