@@ -1,23 +1,9 @@
-import { readdir } from 'node:fs/promises';
-import { extname, join } from 'node:path';
-import {
-  loadImageFile,
-  loadSeriesVolume,
-  preprocessImage2D,
-  preprocessVolume,
-  readLabels,
-  scanArchive,
-  type ModelInput,
-} from '@covnet/imaging';
+import { readLabels, type ModelInput } from '@covnet/imaging';
 import { CLASS_NAMES, type ClassCounts, type ClassName } from '@covnet/protocol';
 import { log } from '../log';
+import { loadExamInput, type InputSpec } from './exam-input';
 
-/** Model input geometry, carried in every checkpoint's metadata. */
-export interface InputSpec {
-  backbone: string;
-  inputSize: number;
-  maxSlices: number;
-}
+export { loadExamInput, type InputSpec } from './exam-input';
 
 export interface ExamRecord {
   examId: string;
@@ -31,8 +17,6 @@ export interface PreparedExam {
   label: 0 | 1 | 2;
   input: ModelInput;
 }
-
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
 
 /**
  * A hospital's archive as the agent sees it: `labels.csv` plus one folder per
@@ -84,26 +68,4 @@ export class SiteArchive {
     this.prepared = { key, train, val };
     return this.prepared;
   }
-}
-
-/**
- * Turns one exam folder into model input: a single PNG/JPEG becomes a
- * one-slice exam; otherwise the folder's CT series with the most slices is used.
- * @throws Error naming the folder when it holds no usable image.
- */
-export async function loadExamInput(examDir: string, spec: InputSpec): Promise<ModelInput> {
-  const entries = await readdir(examDir);
-  const images = entries.filter((name) => IMAGE_EXTENSIONS.has(extname(name).toLowerCase()));
-  if (images.length === 1 && entries.length === 1) {
-    const image = await loadImageFile(join(examDir, images[0]));
-    return preprocessImage2D(image.gray, image.width, image.height, spec.inputSize);
-  }
-  const report = await scanArchive(examDir);
-  if (report.series.length === 0) {
-    const reasons = report.skipped.slice(0, 3).map((s) => `${s.path}: ${s.reason}`).join('; ');
-    throw new Error(`exam folder ${examDir} has no usable CT series${reasons ? ` (${reasons})` : ''}`);
-  }
-  const series = [...report.series].sort((a, b) => b.slices - a.slices)[0];
-  const volume = await loadSeriesVolume(series.files);
-  return preprocessVolume(volume, { size: spec.inputSize, maxSlices: spec.maxSlices });
 }
