@@ -5,11 +5,8 @@ import { gradCam, type GradCamResult } from './grad-cam';
 import { examTensor, validateExam, validateLabel, type ExamInput, type LabelledExam } from './exam';
 import { readNamedWeights, writeNamedWeights, type NamedWeight } from './named-weights';
 import { SliceMaxPooling } from './slice-max-pooling';
-import { sliceFeatureModel } from './sub-models';
+import { examLogits } from './sub-models';
 import { trainModel, validateHyperParameters, type TrainHyperParameters, type TrainResult } from './training';
-
-/** Slices per backbone pass in inference; bounds the memory of predict and evaluate. */
-const PREDICT_SLICES_PER_BATCH = 8;
 
 export interface CovnetOptions {
   backbone: BackboneName;
@@ -71,8 +68,9 @@ export class Covnet {
   }
 
   /**
-   * Trains on local exams with Adam and cross-entropy; see TrainHyperParameters for the
-   * options and their defaults.
+   * Trains on local exams with Adam and cross-entropy, with optional weight decay, gradient
+   * clipping, FedProx, class balancing, augmentation and early stopping on validation
+   * exams; see TrainHyperParameters for the options and their defaults.
    * @throws Error on an empty exam list, an invalid exam or label, or invalid hyper-parameters.
    */
   async trainLocal(exams: LabelledExam[], hyper: TrainHyperParameters): Promise<TrainResult> {
@@ -83,6 +81,10 @@ export class Covnet {
     exams.forEach((e, i) => {
       validateExam(e.input, this.inputSize, `exam ${i}`);
       validateLabel(e.label, `exam ${i}`);
+    });
+    (hyper.validationExams ?? []).forEach((e, i) => {
+      validateExam(e.input, this.inputSize, `validation exam ${i}`);
+      validateLabel(e.label, `validation exam ${i}`);
     });
     validateHyperParameters(hyper);
     return trainModel(this.model, exams, hyper);
@@ -164,17 +166,8 @@ export class Covnet {
     return this.features;
   }
 
-  /**
-   * Computes the exam's logits [1, 3] in inference mode. The backbone runs on
-   * PREDICT_SLICES_PER_BATCH slices at a time through LayersModel.predict, which frees each
-   * layer's output once the next layers have used it, so memory does not grow with the
-   * exam's slice count. A ResNet-50 at 224 pixels keeps roughly 120 MB of activations per
-   * slice, which for a 64-slice exam in one pass would exceed wasm's 4 GB heap.
-   */
   private logits(exam: ExamInput): tf.Tensor2D {
-    const perSlice = sliceFeatureModel(this.model).predict(examTensor(exam), { batchSize: PREDICT_SLICES_PER_BATCH }) as tf.Tensor2D;
-    const perExam = this.model.getLayer('exam_max').apply(perSlice) as tf.Tensor2D;
-    return this.model.getLayer('head_dense').apply(perExam) as tf.Tensor2D;
+    return examLogits(this.model, examTensor(exam));
   }
 
   private assertUsable(): void {

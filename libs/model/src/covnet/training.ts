@@ -1,29 +1,66 @@
 import * as tf from '@tensorflow/tfjs';
+import { drawTransform, sliceWindow, transformExam } from './augmentation';
 import { CLASSES } from './classes';
-import { examTensor, flipHorizontally, type LabelledExam } from './exam';
+import { examTensor, type LabelledExam } from './exam';
+import { clipByGlobalNorm } from './gradient-clipping';
 import { seededRandom, shuffledIndices } from './random';
-import { sliceFeatureModel } from './sub-models';
+import { examLogits, sliceFeatureModel } from './sub-models';
 
 export interface TrainHyperParameters {
+  /** Maximum number of passes over the exams; early stopping may end training sooner. */
   epochs: number;
   learningRate: number;
-  /** Exams whose gradients are averaged into one Adam step. Default 1. */
+  /** Exams whose slices form one batch and one Adam step. Default 1. */
   batchSize?: number;
   /** Seed for exam order and augmentation. Default 0. */
   seed?: number;
   /** FedProx proximal weight mu: adds mu/2 * ||w - w_global||^2 to the loss. Default 0 (FedAvg). */
   proximalMu?: number;
-  /** Draw exams with probability inversely proportional to their class frequency. Default false. */
+  /**
+   * L2 weight decay added to every trainable weight's gradient before the Adam step, as
+   * PyTorch's Adam(weight_decay=...) does (not the decoupled AdamW form). Default 0.
+   */
+  weightDecay?: number;
+  /** Rescale each step's gradients to this global L2 norm when they exceed it. Default: no clipping. */
+  clipGradientNorm?: number;
+  /** Draw each class equally often (exams with replacement, within a class uniformly). Default false. */
   classBalanced?: boolean;
   /** Mirror each exam left-right with probability 1/2. Default false. */
   horizontalFlip?: boolean;
+  /** Rotate each exam by up to this many degrees either way. Default 0. */
+  rotationDegrees?: number;
+  /** Shift each exam by up to this many pixels along each axis. Default 0. */
+  shiftPixels?: number;
+  /** Offset each exam's density by up to this many HU either way. Default 0. */
+  huJitter?: number;
+  /**
+   * Train on a random run of at most this many contiguous slices of each exam, to bound the
+   * memory of a step. Default: all slices.
+   */
+  maxSlicesPerExam?: number;
+  /**
+   * The site's validation exams. When given, their mean cross-entropy is computed in
+   * inference mode after every epoch, training stops after `patience` epochs without a
+   * lower value, and the model ends with the weights of the best epoch.
+   */
+  validationExams?: LabelledExam[];
+  /** Epochs without a lower validation loss before training stops. Default 2. */
+  patience?: number;
 }
 
 export interface TrainResult {
-  /** Mean cross-entropy of the exams seen in the last epoch, proximal term excluded. */
+  /** Mean cross-entropy of the exams seen in the last epoch run, proximal term excluded. */
   loss: number;
   /** Optimizer steps taken. */
   steps: number;
+  /** Epochs run, at most `epochs`. */
+  epochsRun: number;
+  /** Validation loss after each epoch run; empty without validation exams. */
+  validationLosses: number[];
+  /** 1-based epoch whose weights the model holds; the last epoch without validation exams. */
+  bestEpoch: number;
+  /** True when validation loss stopped training before `epochs`. */
+  stoppedEarly: boolean;
 }
 
 /**
@@ -37,22 +74,31 @@ export function validateHyperParameters(hyper: TrainHyperParameters): void {
   if (!(hyper.learningRate > 0) || !Number.isFinite(hyper.learningRate)) {
     throw new Error(`learningRate must be a positive number, got ${hyper.learningRate}.`);
   }
-  if (hyper.batchSize !== undefined && (!Number.isInteger(hyper.batchSize) || hyper.batchSize < 1)) {
-    throw new Error(`batchSize must be a positive integer, got ${hyper.batchSize}.`);
+  for (const key of ['batchSize', 'maxSlicesPerExam', 'patience'] as const) {
+    const value = hyper[key];
+    if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
+      throw new Error(`${key} must be a positive integer, got ${value}.`);
+    }
   }
-  if (hyper.proximalMu !== undefined && (!(hyper.proximalMu >= 0) || !Number.isFinite(hyper.proximalMu))) {
-    throw new Error(`proximalMu must be a finite number >= 0, got ${hyper.proximalMu}.`);
+  for (const key of ['proximalMu', 'weightDecay', 'rotationDegrees', 'shiftPixels', 'huJitter'] as const) {
+    const value = hyper[key];
+    if (value !== undefined && (!(value >= 0) || !Number.isFinite(value))) {
+      throw new Error(`${key} must be a finite number >= 0, got ${value}.`);
+    }
+  }
+  if (hyper.clipGradientNorm !== undefined && (!(hyper.clipGradientNorm > 0) || !Number.isFinite(hyper.clipGradientNorm))) {
+    throw new Error(`clipGradientNorm must be a positive number, got ${hyper.clipGradientNorm}.`);
   }
 }
 
 /** Exam indices for one epoch: a shuffle, or a class-balanced draw with replacement of the same length. */
-function epochOrder(exams: LabelledExam[], hyper: TrainHyperParameters, random: () => number): number[] {
-  if (hyper.classBalanced !== true) {
-    return shuffledIndices(exams.length, random);
+export function epochOrder(labels: number[], classBalanced: boolean, random: () => number): number[] {
+  if (!classBalanced) {
+    return shuffledIndices(labels.length, random);
   }
-  const byClass = CLASSES.map((_, label) => exams.flatMap((e, i) => (e.label === label ? [i] : [])));
+  const byClass = CLASSES.map((_, label) => labels.flatMap((l, i) => (l === label ? [i] : [])));
   const present = byClass.filter((indices) => indices.length > 0);
-  return Array.from({ length: exams.length }, () => {
+  return Array.from({ length: labels.length }, () => {
     const indices = present[Math.floor(random() * present.length)];
     return indices[Math.floor(random() * indices.length)];
   });
@@ -66,32 +112,62 @@ function epochOrder(exams: LabelledExam[], hyper: TrainHyperParameters, random: 
 export async function trainModel(model: tf.LayersModel, exams: LabelledExam[], hyper: TrainHyperParameters): Promise<TrainResult> {
   const batchSize = hyper.batchSize ?? 1;
   const mu = hyper.proximalMu ?? 0;
+  const patience = hyper.patience ?? 2;
+  const validation = hyper.validationExams ?? [];
   const random = seededRandom(hyper.seed ?? 0);
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const optimizer = tf.train.adam(hyper.learningRate);
   // FedProx anchors the proximal term at the weights received for this round.
   const globalWeights = mu > 0 ? variables.map((v) => tf.clone(v)) : [];
+  const labels = exams.map((e) => e.label);
 
   let steps = 0;
   let epochLoss = 0;
+  let epochsRun = 0;
+  let stoppedEarly = false;
+  const validationLosses: number[] = [];
+  let best: { epoch: number; loss: number; weights: tf.Tensor[] } | undefined;
   try {
     for (let epoch = 0; epoch < hyper.epochs; epoch++) {
-      const order = epochOrder(exams, hyper, random);
+      const order = epochOrder(labels, hyper.classBalanced === true, random);
       epochLoss = 0;
       for (let start = 0; start < order.length; start += batchSize) {
-        const batch = order.slice(start, start + batchSize);
-        epochLoss += accumulateAndStep(model, exams, batch, variables, globalWeights, mu, hyper, random, optimizer);
+        const batch = order.slice(start, start + batchSize).map((index) => augmentedExam(exams[index], hyper, random));
+        epochLoss += trainStep(model, batch, variables, globalWeights, mu, hyper, optimizer);
         steps += 1;
         // Yield to the event loop between steps so sockets and timers of the caller run.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
       epochLoss /= order.length;
+      epochsRun = epoch + 1;
+
+      if (validation.length > 0) {
+        const loss = await validationLoss(model, validation);
+        validationLosses.push(loss);
+        if (best === undefined || loss < best.loss) {
+          tf.dispose(best?.weights ?? []);
+          best = { epoch: epochsRun, loss, weights: model.weights.map((w) => tf.clone(w.read())) };
+        } else if (epochsRun - best.epoch >= patience) {
+          stoppedEarly = epochsRun < hyper.epochs;
+          break;
+        }
+      }
+    }
+    if (best !== undefined && best.epoch !== epochsRun) {
+      // Moving BN statistics are restored too, because they belong to the best epoch's weights.
+      model.weights.forEach((w, i) => w.write(best!.weights[i]));
     }
   } finally {
     optimizer.dispose();
     tf.dispose(globalWeights);
+    tf.dispose(best?.weights ?? []);
   }
-  return { loss: epochLoss, steps };
+  return { loss: epochLoss, steps, epochsRun, validationLosses, bestEpoch: best?.epoch ?? epochsRun, stoppedEarly };
+}
+
+function augmentedExam(exam: LabelledExam, hyper: TrainHyperParameters, random: () => number): LabelledExam {
+  const window = sliceWindow(exam.input, hyper.maxSlicesPerExam, random);
+  return { input: transformExam(window, drawTransform(hyper, random)), label: exam.label };
 }
 
 /**
@@ -100,24 +176,22 @@ export async function trainModel(model: tf.LayersModel, exams: LabelledExam[], h
  * normalisation sees slices of several exams (and classes), as a batch of exams does in
  * the reference implementation. Each exam's slice features are then max-pooled on their own.
  */
-function accumulateAndStep(
+function trainStep(
   model: tf.LayersModel,
-  exams: LabelledExam[],
-  batch: number[],
+  batch: LabelledExam[],
   variables: tf.Variable[],
   globalWeights: tf.Tensor[],
   mu: number,
   hyper: TrainHyperParameters,
-  random: () => number,
   optimizer: tf.Optimizer,
 ): number {
-  const inputs = batch.map((index) =>
-    hyper.horizontalFlip === true && random() < 0.5 ? flipHorizontally(exams[index].input) : exams[index].input,
-  );
-  const labels = batch.map((index) => exams[index].label);
   let lossSum = 0;
   const { value, grads } = tf.variableGrads(() => {
-    const crossEntropy = batchCrossEntropy(model, inputs, labels);
+    const crossEntropy = batchCrossEntropy(
+      model,
+      batch.map((e) => e.input),
+      batch.map((e) => e.label),
+    );
     lossSum = crossEntropy.dataSync()[0];
     let objective = tf.div(crossEntropy, batch.length);
     if (mu > 0) {
@@ -126,7 +200,17 @@ function accumulateAndStep(
     return objective as tf.Scalar;
   }, variables);
   try {
-    optimizer.applyGradients(grads);
+    tf.tidy(() => {
+      let gradients = variables.map((v) => grads[v.name]);
+      const decay = hyper.weightDecay ?? 0;
+      if (decay > 0) {
+        gradients = gradients.map((g, i) => tf.add(g, tf.mul(variables[i], decay)));
+      }
+      if (hyper.clipGradientNorm !== undefined) {
+        gradients = clipByGlobalNorm(gradients, hyper.clipGradientNorm);
+      }
+      optimizer.applyGradients(Object.fromEntries(variables.map((v, i) => [v.name, gradients[i]])));
+    });
   } finally {
     value.dispose();
     tf.dispose(grads);
@@ -151,6 +235,10 @@ function batchCrossEntropy(model: tf.LayersModel, inputs: LabelledExam['input'][
     offset += input.slices;
   }
   const logits = model.getLayer('head_dense').apply(tf.concat(perExam, 0)) as tf.Tensor2D;
+  return crossEntropySum(logits, labels);
+}
+
+function crossEntropySum(logits: tf.Tensor2D, labels: number[]): tf.Scalar {
   const oneHot = tf.tensor2d(
     labels.map((label) => CLASSES.map((_, i) => (i === label ? 1 : 0))),
     [labels.length, CLASSES.length],
@@ -158,6 +246,17 @@ function batchCrossEntropy(model: tf.LayersModel, inputs: LabelledExam['input'][
   // A one-hot product instead of tf.gather: the gradient of gather needs
   // UnsortedSegmentSum, which the wasm backend does not have.
   return tf.neg(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)))) as tf.Scalar;
+}
+
+/** Mean cross-entropy of the exams in inference mode, BN using its moving statistics. */
+export async function validationLoss(model: tf.LayersModel, exams: LabelledExam[]): Promise<number> {
+  let sum = 0;
+  for (const exam of exams) {
+    const loss = tf.tidy(() => crossEntropySum(examLogits(model, examTensor(exam.input)), [exam.label]));
+    sum += (await loss.data())[0];
+    loss.dispose();
+  }
+  return sum / exams.length;
 }
 
 /** Squared L2 distance between the current trainable weights and the round's global weights. */
