@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { decodeFrame, isCodecReady, loadCodec } from './codecs';
 import { parseCtHeaders, type CtSliceHeader } from './ct-header';
 import { DicomReadError, tagLabel } from './errors';
@@ -32,14 +32,50 @@ const DEFAULT_TIMEOUT_MS = 60_000;
  *   that is not a readable, non-localizer CT image, and for a file over the size or time limit.
  */
 export async function readCtFrames(path: string, limits: ReadLimits = {}): Promise<CtSlice[]> {
-  const maxBytes = limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-  const { size } = await stat(path);
-  if (size > maxBytes) throw new DicomReadError('too-large', path, undefined, `file has ${size} bytes, more than the limit of ${maxBytes}`);
-  const file = await readFile(path);
-  const bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
+  return decodeAllFrames(await readCtFile(path, limits));
+}
+
+/** One parsed DICOM CT file whose frames are decoded on request. */
+export interface CtFile {
+  path: string;
+  /** One header per frame. */
+  headers: CtSliceHeader[];
+  /**
+   * Decodes one frame to Hounsfield units into `target` (default: a new array).
+   * @throws DicomReadError when the frame cannot be decoded or the time limit has passed.
+   */
+  decodeFrame(frame: number, target?: Float32Array): Float32Array;
+}
+
+/**
+ * Reads and parses one DICOM file, loading the codec its transfer syntax needs, but decodes
+ * no pixels yet; see readCtFrames for what is accepted.
+ * @throws DicomReadError as readCtFrames does.
+ */
+export async function readCtFile(path: string, limits: ReadLimits = {}): Promise<CtFile> {
+  const bytes = await readFileBytes(path, limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES);
   const encoding = peekTransferSyntax(bytes);
   if (encoding !== undefined) await loadCodec(encoding);
-  return parseCtFrames(bytes, path, limits);
+  return parseCtFile(bytes, path, limits);
+}
+
+// Reads a whole file with one read into a buffer of its size, after checking the size limit.
+async function readFileBytes(path: string, maxBytes: number): Promise<Uint8Array> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    if (size > maxBytes) throw new DicomReadError('too-large', path, undefined, `file has ${size} bytes, more than the limit of ${maxBytes}`);
+    const bytes = new Uint8Array(size);
+    let filled = 0;
+    while (filled < size) {
+      const { bytesRead } = await handle.read(bytes, filled, size - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return filled === size ? bytes : bytes.subarray(0, filled);
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -61,6 +97,19 @@ export function parseCtSlice(file: Uint8Array, path: string): CtSlice {
  * have been awaited), otherwise the file is rejected with code decode-failed.
  */
 export function parseCtFrames(file: Uint8Array, path: string, limits: ReadLimits = {}): CtSlice[] {
+  return decodeAllFrames(parseCtFile(file, path, limits));
+}
+
+function decodeAllFrames(file: CtFile): CtSlice[] {
+  return file.headers.map((header, frame) => ({ header, hu: file.decodeFrame(frame) }));
+}
+
+/**
+ * Parses DICOM file bytes and checks that every frame can be located, without decoding
+ * pixels; see parseCtFrames for the codec precondition.
+ * @throws DicomReadError as readCtFrames does, for everything but pixel decoding.
+ */
+export function parseCtFile(file: Uint8Array, path: string, limits: ReadLimits = {}): CtFile {
   const started = performance.now();
   const timeoutMs = limits.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const checkTime = (stage: string) => {
@@ -90,10 +139,11 @@ export function parseCtFrames(file: Uint8Array, path: string, limits: ReadLimits
       throw new DicomReadError('truncated-pixel-data', path, tagLabel('PixelData'), `PixelData has ${pixelElement.length} bytes, expected ${needed} for ${headers.length} frame(s) of ${first.rows}x${first.columns} at ${first.bitsAllocated} bits`);
     }
     const pixels = dataset.bytes.subarray(pixelElement.offset, pixelElement.offset + pixelElement.length);
-    return headers.map((header, frame) => ({
-      header,
-      hu: decodeHounsfield(header, pixels.subarray(frame * frameBytes, (frame + 1) * frameBytes), transferSyntax.littleEndian),
-    }));
+    return {
+      path,
+      headers,
+      decodeFrame: (frame, target) => decodeHounsfield(headers[frame], pixels.subarray(frame * frameBytes, (frame + 1) * frameBytes), transferSyntax.littleEndian, target),
+    };
   }
 
   if (pixelElement.fragments === undefined) {
@@ -103,7 +153,8 @@ export function parseCtFrames(file: Uint8Array, path: string, limits: ReadLimits
     throw new DicomReadError('decode-failed', path, tagLabel('PixelData'), `the ${encoding} codec is not loaded; read the file with readCtFrames or await loadCodec first`);
   }
   const frames = splitEncapsulatedFrames(pixelElement, headers.length, path);
-  return headers.map((header, frame) => {
+  const decodeFrameHu = (frame: number, target?: Float32Array) => {
+    const header = headers[frame];
     let decoded: Uint8Array;
     try {
       decoded = decodeFrame(encoding, frames[frame], header);
@@ -111,8 +162,9 @@ export function parseCtFrames(file: Uint8Array, path: string, limits: ReadLimits
       throw new DicomReadError('decode-failed', path, tagLabel('PixelData'), `${transferSyntax.name} frame ${frame + 1} cannot be decoded: ${(error as Error).message}`);
     }
     checkTime(`decoding frame ${frame + 1}`);
-    return { header, hu: decodeHounsfield(header, decoded, true) };
-  });
+    return decodeHounsfield(header, decoded, true, target);
+  };
+  return { path, headers, decodeFrame: decodeFrameHu };
 }
 
 function onlyFrame(slices: CtSlice[], path: string): CtSlice {

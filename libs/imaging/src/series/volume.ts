@@ -1,4 +1,4 @@
-import { readCtFrames, type CtSlice, type ReadLimits } from '../dicom/read-slice';
+import { readCtFile, type CtFile, type ReadLimits } from '../dicom/read-slice';
 import { assembleSeries, type SeriesProblemCode } from './assemble';
 
 /** A CT volume in Hounsfield units, slice-major: index = (slice * rows + row) * columns + column. */
@@ -33,22 +33,43 @@ export class SeriesAssemblyError extends Error {
  *   the slices do not form a volume (see assembleSeries).
  */
 export async function loadSeriesVolume(files: readonly string[], limits: ReadLimits = {}): Promise<Volume> {
-  const slices: CtSlice[] = [];
-  for (const path of files) slices.push(...(await readCtFrames(path, limits)));
+  const parsed = await readFilesConcurrently(files, limits);
+  // One entry per frame, in file order, so that assembleSeries indices map back to a file and frame.
+  const frames = parsed.flatMap((file) => file.headers.map((header, frame) => ({ file, frame, header })));
 
-  const assembly = assembleSeries(slices.map((slice) => slice.header));
+  const assembly = assembleSeries(frames.map((entry) => entry.header));
   if (!assembly.ok) throw new SeriesAssemblyError(assembly.code, assembly.reason);
 
   const { order, positions, rows, columns, pixelSpacing, sliceSpacing, uniform } = assembly.geometry;
   const sliceSize = rows * columns;
-  const ordered = order.map((index) => slices[index].hu);
   if (uniform) {
-    const hu = new Float32Array(ordered.length * sliceSize);
-    ordered.forEach((pixels, position) => hu.set(pixels, position * sliceSize));
-    return { hu, slices: ordered.length, rows, columns, pixelSpacing, sliceSpacing };
+    // Each frame is decoded straight into its place in the volume: no per-slice array, no copy.
+    const hu = new Float32Array(order.length * sliceSize);
+    order.forEach((index, position) => {
+      const { file, frame } = frames[index];
+      file.decodeFrame(frame, hu.subarray(position * sliceSize, (position + 1) * sliceSize));
+    });
+    return { hu, slices: order.length, rows, columns, pixelSpacing, sliceSpacing };
   }
+  const ordered = order.map((index) => frames[index].file.decodeFrame(frames[index].frame));
   const hu = resampleAlongNormal(ordered, positions, sliceSpacing, sliceSize);
   return { hu, slices: hu.length / sliceSize, rows, columns, pixelSpacing, sliceSpacing };
+}
+
+// Files read and parsed at the same time; reads overlap with parsing, and memory stays a few files.
+const READ_CONCURRENCY = 4;
+
+async function readFilesConcurrently(files: readonly string[], limits: ReadLimits): Promise<CtFile[]> {
+  const parsed: CtFile[] = new Array(files.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const index = next++;
+      parsed[index] = await readCtFile(files[index], limits);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, files.length) }, worker));
+  return parsed;
 }
 
 /**
