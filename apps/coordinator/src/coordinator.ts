@@ -15,6 +15,7 @@ import { AdminToken } from './auth/admin-token.service';
 import { ExperimentService } from './experiments/experiment.service';
 import { serveDashboard } from './dashboard/serve-dashboard';
 import { serveApiDocs } from './api/api-docs';
+import { applyConsortiumFile } from './experiments/consortium-config';
 
 export interface RunningCoordinator {
   /** The TCP port actually bound; differs from the config when it asked for 0. */
@@ -29,12 +30,14 @@ export interface RunningCoordinator {
 }
 
 /**
- * Starts the coordinator: runs migrations, upserts the sites, loads the
+ * Starts the coordinator: applies the consortium file, if any, runs migrations, upserts the sites, loads the
  * global model, listens on the configured host and port, and starts the rounds.
  * @param logger defaults to pino JSON on stderr at `config.logLevel`.
+ * @throws ConfigError for an invalid consortium file.
  * @throws Error when the database, the sites file or the initial model cannot be used.
  */
-export async function startCoordinator(config: CoordinatorConfig, logger: Logger = createRootLogger(config.logLevel)): Promise<RunningCoordinator> {
+export async function startCoordinator(flags: CoordinatorConfig, logger: Logger = createRootLogger(flags.logLevel)): Promise<RunningCoordinator> {
+  const config = await applyConsortiumFile(flags);
   await mkdir(config.dataDir, { recursive: true });
   const app = await NestFactory.create<NestExpressApplication>(CoordinatorModule.forRoot(config, logger), {
     logger: new NestPinoLogger(logger),

@@ -23,7 +23,16 @@ async function main(): Promise<number> {
     throw error;
   }
   const logger = createRootLogger(config.logLevel);
-  const coordinator = await startCoordinator(config, logger);
+  let coordinator;
+  try {
+    coordinator = await startCoordinator(config, logger);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`coordinator: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
   // Scripts wait for exactly this line on stdout; logs go to stderr.
   process.stdout.write(`coordinator listening on http://${config.host}:${coordinator.port}\n`);
 

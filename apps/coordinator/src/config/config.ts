@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { MAX_CHUNK_BYTES } from '@covnet/protocol';
+import type { Strategy } from '../experiments/experiment-settings';
 
 /** Injection token of the validated `CoordinatorConfig`. */
 export const COORDINATOR_CONFIG = Symbol('COORDINATOR_CONFIG');
@@ -28,6 +29,18 @@ export interface CoordinatorConfig {
   proximalMu: number;
   /** Bytes per chunk of the global model sent to sites. */
   chunkBytes: number;
+  /** Consortium file (JSON or YAML) whose experiment `experiment` sets the round settings; null when flags set them. */
+  experimentsFile: string | null;
+  /** Whether --experiment was given, so that a consortium file's only experiment can be the default. */
+  experimentGiven: boolean;
+  /** Share of the ready sites asked to train in each round; 1 with flags. */
+  fractionPerRound: number;
+  /** Evaluate every k rounds (the last round always); 1 with flags. */
+  evaluateEvery: number;
+  strategy: Strategy;
+  /** Backbone and input size the initial model must have; null to accept any. */
+  backbone: string | null;
+  inputSize: number | null;
   exitWhenDone: boolean;
   database: DatabaseConfig;
   logLevel: string;
@@ -62,6 +75,11 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--batch-size': { key: 'batchSize', kind: 'int', help: 'local batch size in exams, sent to sites (default 4)' },
   '--proximal-mu': { key: 'proximalMu', kind: 'number', help: 'FedProx proximal term, 0 for plain FedAvg, sent to sites (default 0)' },
   '--chunk-bytes': { key: 'chunkBytes', kind: 'int', help: `bytes per model chunk sent to sites (default and maximum ${MAX_CHUNK_BYTES})` },
+  '--experiments': {
+    key: 'experimentsFile',
+    kind: 'string',
+    help: 'consortium file (JSON or YAML) of experiment settings; --experiment picks one (default: the only one); replaces the round and training flags',
+  },
   '--exit-when-done': { key: 'exitWhenDone', kind: 'boolean', help: 'exit with status 0 after the last round instead of serving the API' },
 };
 
@@ -86,7 +104,11 @@ const configSchema = z.object({
   proximalMu: z.number().nonnegative().max(100).default(0),
   chunkBytes: positiveInt.max(MAX_CHUNK_BYTES).default(MAX_CHUNK_BYTES),
   exitWhenDone: z.boolean().default(false),
+  experimentsFile: z.string().min(1).optional(),
 });
+
+/** Flags that a consortium file replaces. */
+const ROUND_FLAGS = ['--rounds', '--min-sites', '--round-timeout-s', '--epochs', '--learning-rate', '--batch-size', '--proximal-mu'];
 
 const KEY_TO_FLAG = new Map(Object.entries(FLAGS).map(([flag, spec]) => [spec.key as string, flag]));
 
@@ -139,12 +161,23 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     throw new ConfigError(`flag ${flag}: ${issue.message} (${FLAGS[flag]?.help ?? ''})`);
   }
   const values = parsed.data;
+  if (values.experimentsFile !== undefined) {
+    const clashing = ROUND_FLAGS.filter((flag) => FLAGS[flag].key in raw);
+    if (clashing.length > 0) throw new ConfigError(`${clashing.join(', ')} cannot be combined with --experiments: set them in the consortium file`);
+  }
   const dataDir = resolve(values.dataDir);
 
   return {
     ...values,
     dataDir,
     sitesFile: values.sitesFile === undefined ? null : resolve(values.sitesFile),
+    experimentsFile: values.experimentsFile === undefined ? null : resolve(values.experimentsFile),
+    experimentGiven: 'experiment' in raw,
+    fractionPerRound: 1,
+    evaluateEvery: 1,
+    strategy: values.proximalMu > 0 ? { name: 'fedprox', mu: values.proximalMu } : { name: 'fedavg' },
+    backbone: null,
+    inputSize: null,
     initialModelFile: resolve(values.initialModelFile),
     database: databaseFromEnv(env.DATABASE_URL, dataDir),
     logLevel: logLevelFromEnv(env.LOG_LEVEL),

@@ -44,8 +44,9 @@ export const experimentSettingsSchema = z
     strategy: strategySchema.default({ name: 'fedavg' }),
     /** Evaluate the new global model every k rounds; the last round is always evaluated. */
     evaluateEvery: positiveInt.max(10_000).default(1),
-    backbone: z.enum(['small', 'resnet18', 'resnet50']).default('resnet50'),
-    inputSize: positiveInt.max(1024).default(224),
+    /** Backbone and input size the initial model must have; the coordinator rejects a start with another model. */
+    backbone: z.enum(['small', 'resnet18', 'resnet50']).optional(),
+    inputSize: positiveInt.max(1024).optional(),
   })
   .strict();
 export type ExperimentSettings = z.infer<typeof experimentSettingsSchema>;

@@ -29,7 +29,7 @@ export class ExperimentActionError extends Error {
 /**
  * The experiment this coordinator runs (--experiment) and its state in the
  * `experiments` table. Pause and stop take effect before a round's training
- * starts: a round already training always finishes, so its update sum is not
+ * starts. A round already training finishes first, so its update sum is not
  * thrown away.
  */
 @Injectable()
@@ -129,21 +129,20 @@ export class ExperimentService implements OnApplicationShutdown {
   }
 }
 
-/** Settings of the experiment given by command-line flags. */
+/** Settings of the running experiment, from the flags or the consortium file. */
 export function settingsFromConfig(config: CoordinatorConfig): ExperimentSettings {
   return {
     name: config.experiment,
     rounds: config.rounds,
     minSites: config.minSites,
-    fractionPerRound: 1,
+    fractionPerRound: config.fractionPerRound,
     roundDeadlineS: config.roundTimeoutS,
     localEpochs: config.epochs,
     batchSize: config.batchSize,
     learningRate: config.learningRate,
-    strategy: config.proximalMu > 0 ? { name: 'fedprox', mu: config.proximalMu } : { name: 'fedavg' },
-    evaluateEvery: 1,
-    // The initial model's metadata decides backbone and input size; these are for display.
-    backbone: 'resnet50',
-    inputSize: 224,
+    strategy: config.strategy,
+    evaluateEvery: config.evaluateEvery,
+    ...(config.backbone === null ? {} : { backbone: config.backbone as ExperimentSettings['backbone'] }),
+    ...(config.inputSize === null ? {} : { inputSize: config.inputSize }),
   };
 }

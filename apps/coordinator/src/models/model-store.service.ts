@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Not, type Repository } from 'typeorm';
@@ -81,10 +82,20 @@ export class ModelStore {
     const nonFinite = firstNonFinite(tensors);
     if (nonFinite) throw new Error(`initial model ${path}: tensor ${nonFinite} contains NaN or an infinite value`);
     this.layoutOfInitial = tensors.map((t) => ({ name: t.name, shape: [...t.shape] }));
+    for (const [key, expected] of [['backbone', this.config.backbone], ['inputSize', this.config.inputSize]] as const) {
+      if (expected !== null && this.metaOfInitial[key] !== expected) {
+        throw new Error(
+          `initial model ${path} has ${key} ${JSON.stringify(this.metaOfInitial[key])}, but experiment "${this.config.experiment}" expects ${expected}; write a matching one with site-agent init-model`,
+        );
+      }
+    }
 
     // Checkpoint file names carry only the version, so two experiments in one
     // data dir would overwrite each other's files.
-    const foreign = await this.versions.findOne({ where: { experiment: Not(this.config.experiment) } });
+    // Experiments with other data dirs may share the database (PostgreSQL), so
+    // only checkpoints inside this data dir count.
+    const checkpointDir = dirname(this.files.pathFor(this.config.dataDir, 0));
+    const foreign = (await this.versions.find({ where: { experiment: Not(this.config.experiment) } })).find((row) => dirname(row.path) === checkpointDir);
     if (foreign) {
       throw new Error(
         `data dir ${this.config.dataDir} already contains checkpoints of experiment "${foreign.experiment}"; use another --data-dir for experiment "${this.config.experiment}"`,
@@ -106,6 +117,11 @@ export class ModelStore {
       { modelVersion: this.latest.version, tensors: this.layoutOfInitial.length, bytes: initial.byteLength },
       `global model is version ${this.latest.version}`,
     );
+  }
+
+  /** Decoded tensors of the current global model. */
+  currentTensors(): NamedTensor[] {
+    return decodeWeights(this.current.payload).tensors;
   }
 
   /** Names and shapes every update must match: those of the initial model. */

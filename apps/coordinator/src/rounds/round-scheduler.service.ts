@@ -14,6 +14,8 @@ import {
 import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
 import { ROOT_LOGGER } from '../logging/logger';
 import { FedAvgAccumulator, firstNonFinite, layoutMismatch } from '../aggregation/fedavg';
+import { FedAdam } from '../aggregation/fedadam';
+import { sampleParticipants } from './participants';
 import { ModelStore } from '../models/model-store.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { SiteSessions } from '../sites/site-sessions';
@@ -82,6 +84,9 @@ export class RoundScheduler implements OnApplicationShutdown {
   private stopped = false;
   private readonly onReady = (site: string) => this.handleSiteReady(site);
   private readonly onRevoked = (site: string) => this.dropRevokedSite(site);
+  // Server optimizer state of FedAdam. NOTE: it lives in memory only, so a
+  // restarted coordinator continues with zero moments.
+  private fedAdam: FedAdam | null = null;
 
   constructor(
     @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
@@ -167,21 +172,40 @@ export class RoundScheduler implements OnApplicationShutdown {
     this.checkStopped();
 
     await this.records.transition(entity, 'aggregating');
-    const result = training.accumulator.result();
-    const saved = await this.models.saveNext(number, result);
+    const saved = await this.models.saveNext(number, this.aggregate(training.accumulator));
     entity.modelVersionOut = saved.version;
     log.info(
       { modelVersion: saved.version, sha256: saved.sha256, updates: training.accumulator.updates, examples: training.accumulator.weight },
       `round ${number} aggregated ${training.accumulator.updates} updates into model version ${saved.version}`,
     );
 
-    const evaluation = await this.startEvaluation(active);
-    await evaluation.closed.promise;
-    this.checkStopped();
+    // Rounds between evaluations skip straight to done; the last round is always evaluated.
+    if (number % this.config.evaluateEvery === 0 || number === this.config.rounds) {
+      const evaluation = await this.startEvaluation(active);
+      await evaluation.closed.promise;
+      this.checkStopped();
+    } else {
+      log.info(`round ${number} is not evaluated: evaluation runs every ${this.config.evaluateEvery} rounds`);
+    }
 
     await this.records.transition(entity, 'done');
     this.active = null;
     log.info(`round ${number} done`);
+  }
+
+  /** Returns the round's new global model from the FedAvg mean under the experiment's strategy. */
+  private aggregate(accumulator: FedAvgAccumulator) {
+    const mean = accumulator.result();
+    const strategy = this.config.strategy;
+    switch (strategy.name) {
+      case 'fedavg':
+      case 'fedprox':
+        // FedProx differs from FedAvg only in the sites' local loss.
+        return mean;
+      case 'fedadam':
+        this.fedAdam ??= new FedAdam(this.models.layout, strategy);
+        return this.fedAdam.step(this.models.currentTensors(), mean);
+    }
   }
 
   private async waitForQuorum(number: number): Promise<void> {
@@ -198,7 +222,12 @@ export class RoundScheduler implements OnApplicationShutdown {
 
   private async startTraining(active: ActiveRound): Promise<TrainingPhase> {
     const { entity } = active;
-    const participants = this.sessions.readySites();
+    const participants = sampleParticipants(this.sessions.readySites(), {
+      experiment: this.config.experiment,
+      round: entity.number,
+      fraction: this.config.fractionPerRound,
+      minSites: this.config.minSites,
+    });
     const deadlineMs = this.config.roundTimeoutS * 1000;
     const current = this.models.current;
     const task: TrainTask = {

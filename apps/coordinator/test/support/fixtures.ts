@@ -41,6 +41,8 @@ export interface FixtureOptions {
   chunkBytes?: number;
   /** e.g. DATABASE_URL to run against PostgreSQL instead of SQLite. */
   env?: Record<string, string>;
+  /** Text of a consortium file, written as consortium.yaml; it replaces the round and training flags. */
+  consortiumYaml?: string;
 }
 
 /**
@@ -60,6 +62,20 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
   const initialModel = join(dataDir, 'initial.cvnw');
   await writeFile(initialModel, initialPayload);
 
+  let roundFlags = [
+    '--rounds', String(options.rounds ?? 1),
+    '--min-sites', String(options.minSites ?? 2),
+    '--round-timeout-s', String(options.roundTimeoutS ?? 30),
+    '--epochs', '2',
+    '--learning-rate', '0.01',
+    '--batch-size', '2',
+    '--proximal-mu', '0',
+  ];
+  if (options.consortiumYaml !== undefined) {
+    const consortiumFile = join(dataDir, 'consortium.yaml');
+    await writeFile(consortiumFile, options.consortiumYaml);
+    roundFlags = ['--experiments', consortiumFile];
+  }
   const config = loadConfig(
     [
       '--port', '0',
@@ -67,14 +83,8 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
       '--sites', sitesFile,
       '--initial-model', initialModel,
       '--experiment', 'test',
-      '--rounds', String(options.rounds ?? 1),
-      '--min-sites', String(options.minSites ?? 2),
-      '--round-timeout-s', String(options.roundTimeoutS ?? 30),
       '--chunk-bytes', String(options.chunkBytes ?? 64),
-      '--epochs', '2',
-      '--learning-rate', '0.01',
-      '--batch-size', '2',
-      '--proximal-mu', '0',
+      ...roundFlags,
     ],
     { LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', COVNET_ADMIN_TOKEN: ADMIN_TOKEN, ...database.env, ...options.env },
   );

@@ -1,0 +1,49 @@
+import type { CoordinatorConfig } from '../config/config';
+import { ConfigError } from '../config/config';
+import { ExperimentSettingsError, readConsortiumFile, type ExperimentSettings } from './experiment-settings';
+
+/**
+ * Returns `config` with the round settings of its experiment from the
+ * consortium file, or `config` itself when no file is given.
+ * The experiment is the one named by --experiment, or the file's only one.
+ * @throws ConfigError for an invalid file or an experiment the file does not list.
+ */
+export async function applyConsortiumFile(config: CoordinatorConfig): Promise<CoordinatorConfig> {
+  if (config.experimentsFile === null) return config;
+  let experiments: ExperimentSettings[];
+  try {
+    experiments = await readConsortiumFile(config.experimentsFile);
+  } catch (error) {
+    if (error instanceof ExperimentSettingsError || (error as NodeJS.ErrnoException).code === 'ENOENT') throw new ConfigError((error as Error).message);
+    throw error;
+  }
+  const names = experiments.map((e) => e.name);
+  let chosen: ExperimentSettings | undefined;
+  if (config.experimentGiven) chosen = experiments.find((e) => e.name === config.experiment);
+  else if (experiments.length === 1) chosen = experiments[0];
+  if (!chosen) {
+    const problem = config.experimentGiven ? `experiment ${config.experiment} is not in it` : 'it lists several experiments, so --experiment NAME is required';
+    throw new ConfigError(`consortium file ${config.experimentsFile}: ${problem}; it lists ${names.join(', ')}`);
+  }
+  return withSettings(config, chosen);
+}
+
+/** Returns `config` with the round and training settings of one experiment. */
+export function withSettings(config: CoordinatorConfig, settings: ExperimentSettings): CoordinatorConfig {
+  return {
+    ...config,
+    experiment: settings.name,
+    rounds: settings.rounds,
+    minSites: settings.minSites,
+    fractionPerRound: settings.fractionPerRound,
+    roundTimeoutS: settings.roundDeadlineS,
+    epochs: settings.localEpochs,
+    batchSize: settings.batchSize,
+    learningRate: settings.learningRate,
+    strategy: settings.strategy,
+    proximalMu: settings.strategy.name === 'fedprox' ? settings.strategy.mu : 0,
+    evaluateEvery: settings.evaluateEvery,
+    backbone: settings.backbone ?? null,
+    inputSize: settings.inputSize ?? null,
+  };
+}
