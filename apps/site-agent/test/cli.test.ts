@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -79,9 +79,21 @@ describe.skipIf(!present)('site-agent CLI on real CT', () => {
       const init = agent('init-model', '--out', checkpoint, '--backbone', 'small', '--input-size', '64', '--max-slices', '8', '--seed', '5');
       expect(init.status, init.stderr).toBe(0);
       const series = join(LUNG, 'Lung-PET-CT-Dx', 'manifest-1675442780019', 'Lung-PET-CT-Dx', 'Lung_Dx-A0002');
-      const run = agent('infer', series, '--model', checkpoint, '--json');
+      const out = join(work, 'infer');
+      const run = agent('infer', series, '--model', checkpoint, '--out', out, '--slices', '2', '--json');
       expect(run.status, run.stderr).toBe(0);
-      const result = JSON.parse(run.stdout) as { slices: number; probabilities: Record<string, number> };
+      const result = JSON.parse(run.stdout) as {
+        slices: number;
+        probabilities: Record<string, number>;
+        report: string;
+        gradCam: { heatmaps: { file: string }[] };
+      };
+      expect(JSON.parse(readFileSync(result.report, 'utf8'))).toEqual(result);
+      expect(result.gradCam.heatmaps.length).toBeLessThanOrEqual(2);
+      for (const heatmap of result.gradCam.heatmaps) {
+        // PNG signature: 0x89 'P' 'N' 'G'.
+        expect(readFileSync(join(out, heatmap.file)).subarray(0, 4)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47]));
+      }
       expect(Object.keys(result.probabilities)).toEqual(['covid19', 'cap', 'non_pneumonia']);
       const sum = Object.values(result.probabilities).reduce((a, b) => a + b, 0);
       expect(sum).toBeCloseTo(1, 5);
