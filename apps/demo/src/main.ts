@@ -1,6 +1,6 @@
 import './quiet-logs';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -11,8 +11,9 @@ import { REPO_ROOT, runToCompletion } from './processes';
 import { formatComparison, formatRoundTable, toJsonReport, type ComparisonRow, type DemoReport } from './report';
 import { runFederation } from './run-federation';
 import { writeSyntheticConsortium, type SiteArchivePlan } from './synthetic-consortium';
+import { prepareWorkDir } from './work-dir';
 
-const USAGE = `usage: npm run demo -- [--dataset synthetic|covid-ct] [--report FILE] [--work-dir DIR] [--seed N] [--rounds N]
+const USAGE = `usage: npm run demo -- [--dataset synthetic|covid-ct] [--report FILE] [--work-dir DIR] [--seed N] [--rounds N] [--timeout-s S]
   synthetic (default): six hospitals with synthetic chest CT written as DICOM
   covid-ct: the real COVID-CT images (one-slice exams) split across six hospitals`;
 
@@ -46,14 +47,20 @@ async function main(): Promise<void> {
   if (!(dataset in SETTINGS)) throw new Error(`--dataset must be synthetic or covid-ct, got "${values.dataset}"\n${USAGE}`);
   const seed = Number(values.seed);
   const rounds = Number(values.rounds);
-  if (!Number.isInteger(seed) || !Number.isInteger(rounds) || rounds < 1) throw new Error(`--seed and --rounds must be integers (rounds >= 1)`);
+  const timeoutSeconds = Number(values['timeout-s']);
+  if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${values.seed}"`);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer, got "${values.rounds}"`);
+  if (!(timeoutSeconds > 0)) throw new Error(`--timeout-s must be a positive number of seconds, got "${values['timeout-s']}"`);
+  const dataDir = resolve(values['data-dir']);
+  if (dataset === 'covid-ct' && !existsSync(join(dataDir, 'labels.csv'))) {
+    throw new Error(`COVID-CT data set not found at ${dataDir} (expected labels.csv there); pass --data-dir DIR`);
+  }
   const settings = SETTINGS[dataset];
   const workDir = resolve(values['work-dir'] ?? join(REPO_ROOT, 'var', `demo-${dataset}`));
   const started = Date.now();
   const say = (message: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 
-  await rm(workDir, { recursive: true, force: true });
-  await mkdir(workDir, { recursive: true });
+  await prepareWorkDir(workDir);
   say(`work folder ${workDir}, ${cpus().length} cores`);
 
   let sites: SiteArchivePlan[];
@@ -61,10 +68,6 @@ async function main(): Promise<void> {
     sites = await writeSyntheticConsortium(workDir, seed);
     say(`wrote six synthetic DICOM archives`);
   } else {
-    const dataDir = resolve(values['data-dir']);
-    if (!existsSync(join(dataDir, 'labels.csv'))) {
-      throw new Error(`COVID-CT data set not found at ${dataDir} (expected labels.csv there); pass --data-dir DIR`);
-    }
     const assignments = assignCovidCtSites(readCovidCtLabels(dataDir), seed);
     sites = await writeCovidCtArchives(workDir, dataDir, assignments);
     for (const a of assignments) {
@@ -91,7 +94,7 @@ async function main(): Promise<void> {
     learningRate: settings.learningRate,
     batchSize: settings.batchSize,
     seed,
-    timeoutSeconds: Number(values['timeout-s']),
+    timeoutSeconds,
     onProgress: say,
   });
   const report: DemoReport = { dataset, rounds: federation.rounds };

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 
 /** Root of the repository, from which the apps are started. */
 export const REPO_ROOT = join(__dirname, '..', '..', '..');
-const TSX = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
 
 export interface ManagedProcess {
   name: string;
@@ -25,7 +25,9 @@ export function startProcess(
   env: NodeJS.ProcessEnv = {},
   onStdoutLine?: (line: string) => void,
 ): ManagedProcess {
-  const child = spawn(TSX, [join(REPO_ROOT, entry), ...args], {
+  // Node itself runs the entry with tsx as a loader, rather than the tsx
+  // wrapper binary, so that the process the demo signals is the one that works.
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, entry), ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, COVNET_LOG_LEVEL: process.env.COVNET_CHILD_LOG_LEVEL ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -46,9 +48,11 @@ export function startProcess(
       log.write(`failed to start: ${error.message}\n`);
       resolve(null);
     });
-    child.on('exit', (code) => {
+    child.on('exit', (code, signal) => {
+      if (signal) log.write(`${name} ended by signal ${signal}\n`);
       log.end();
-      resolve(code);
+      // A process ended by a signal reports the shell's convention, 128 + signal number.
+      resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : null));
     });
   });
   return { name, child, exited, logFile };

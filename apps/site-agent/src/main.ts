@@ -51,7 +51,8 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`site-agent: ${error.message}\n`);
       process.exitCode = 3;
     } else {
-      log.error({ error: error.message, stack: error.stack }, 'command failed');
+      // The sentence is for the person at the terminal; the stack only at debug level.
+      log.debug({ error: error.message, stack: error.stack }, 'command failed');
       process.stderr.write(`site-agent: ${error.message}\n`);
       process.exitCode = 1;
     }
