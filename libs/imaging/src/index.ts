@@ -31,3 +31,5 @@ export { makeUid, writeExamAsDicom, type SyntheticExamIdentity, type SyntheticSe
 export { writeSyntheticArchive, type ExamSplit, type SyntheticArchiveOptions, type SyntheticExamRecord } from './synthetic/archive';
 
 export { LabelsFileError, readLabels, type LabelledExam, type LabelSplit } from './labels/read-labels';
+
+export { NiftiReadError, parseNiftiHeader, parseNiftiVolume, readNiftiVolume, type NiftiHeader } from './nifti/read-nifti';
