@@ -1,13 +1,16 @@
 import { readdir } from 'node:fs/promises';
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import {
   loadImageFile,
   loadSeriesVolume,
   preprocessImage2D,
   preprocessVolume,
+  readNiftiVolume,
   scanArchive,
   selectLungSeries,
+  selectSlices,
   type ModelInput,
+  type Volume,
 } from '@covnet/imaging';
 import { log } from '../log';
 
@@ -18,25 +21,57 @@ export interface InputSpec {
   maxSlices: number;
 }
 
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
+/** Kind of files an exam folder holds, which decides how it is read. */
+export type ExamFormat = 'dicom' | 'nifti' | 'images';
+
+const IMAGE_PATTERN = /\.(png|jpe?g)$/i;
+const NIFTI_PATTERN = /\.nii(\.gz)?$/i;
 
 /**
- * Turns one exam folder into model input. A folder holding one PNG or JPEG file is a
- * one-slice exam. Any other folder is read as DICOM, and `selectLungSeries` picks the
- * axial lung series among its CT series. The reasons for the choice are logged.
- * @throws Error naming the folder when it holds no usable image or no axial CT series.
+ * Decides how an exam folder is read from the names of its files (hidden files such as
+ * .DS_Store are ignored). One .nii or .nii.gz file and nothing else is a NIfTI volume.
+ * PNG and JPEG files and nothing else are an image exam. Anything else is read as DICOM,
+ * whatever the file names.
+ * @returns the format and the files to read, sorted by name.
  */
-export async function loadExamInput(examDir: string, spec: InputSpec): Promise<ModelInput> {
-  const entries = await readdir(examDir);
-  const images = entries.filter((name) => IMAGE_EXTENSIONS.has(extname(name).toLowerCase()));
-  if (images.length === 1 && entries.length === 1) {
-    const image = await loadImageFile(join(examDir, images[0]));
-    return preprocessImage2D(image.gray, image.width, image.height, spec.inputSize);
-  }
-  return loadDicomExam(examDir, spec);
+export async function classifyExamFolder(examDir: string): Promise<{ format: ExamFormat; files: string[] }> {
+  const names = (await readdir(examDir, { withFileTypes: true }))
+    .filter((entry) => entry.isFile() && !entry.name.startsWith('.'))
+    .map((entry) => entry.name)
+    .sort(compareFileNames);
+  const onlyFiles = (await readdir(examDir)).filter((name) => !name.startsWith('.')).length === names.length;
+  const files = names.map((name) => join(examDir, name));
+  if (onlyFiles && names.length === 1 && NIFTI_PATTERN.test(names[0])) return { format: 'nifti', files };
+  if (onlyFiles && names.length > 0 && names.every((name) => IMAGE_PATTERN.test(name))) return { format: 'images', files };
+  return { format: 'dicom', files };
 }
 
-async function loadDicomExam(examDir: string, spec: InputSpec): Promise<ModelInput> {
+/**
+ * Turns one exam folder into model input (see classifyExamFolder for how the format is chosen).
+ * A NIfTI volume and a DICOM series go through the same lung preprocessing. For DICOM,
+ * `selectLungSeries` picks the axial lung series among the folder's CT series and its reasons
+ * are logged. PNG and JPEG files are slices that are already windowed: one file is a one-slice
+ * exam, and several files are one exam whose slices follow the file names in natural order
+ * ("2.png" before "10.png"), evenly thinned to at most maxSlices.
+ * @throws Error naming the folder when it holds no usable volume, series or image.
+ */
+export async function loadExamInput(examDir: string, spec: InputSpec): Promise<ModelInput> {
+  const { format, files } = await classifyExamFolder(examDir);
+  switch (format) {
+    case 'nifti':
+      return preprocessExamVolume(await readNiftiVolume(files[0]), spec);
+    case 'images':
+      return loadImageExam(files, spec);
+    case 'dicom':
+      return preprocessExamVolume(await loadDicomVolume(examDir), spec);
+  }
+}
+
+function preprocessExamVolume(volume: Volume, spec: InputSpec): ModelInput {
+  return preprocessVolume(volume, { size: spec.inputSize, maxSlices: spec.maxSlices });
+}
+
+async function loadDicomVolume(examDir: string): Promise<Volume> {
   const report = await scanArchive(examDir);
   const choice = selectLungSeries(report.series);
   if (choice.chosen === undefined) {
@@ -45,6 +80,28 @@ async function loadDicomExam(examDir: string, spec: InputSpec): Promise<ModelInp
     throw new Error(`exam folder ${examDir} has no usable axial CT series (${details})`);
   }
   log.info({ exam: examDir, series: choice.chosen.seriesInstanceUID, reasons: choice.reasons }, 'lung series chosen');
-  const volume = await loadSeriesVolume(choice.chosen.files);
-  return preprocessVolume(volume, { size: spec.inputSize, maxSlices: spec.maxSlices });
+  return loadSeriesVolume(choice.chosen.files);
+}
+
+async function loadImageExam(files: string[], spec: InputSpec): Promise<ModelInput> {
+  const size = spec.inputSize;
+  if (files.length === 1) {
+    const image = await loadImageFile(files[0]);
+    return preprocessImage2D(image.gray, image.width, image.height, size);
+  }
+
+  // Each image is resized on its own: the files need not share a size, and no lung crop
+  // applies to a rendering that is already windowed.
+  const sliceIndices = selectSlices(files.length, spec.maxSlices);
+  const data = new Float32Array(sliceIndices.length * size * size);
+  for (const [slice, fileIndex] of sliceIndices.entries()) {
+    const image = await loadImageFile(files[fileIndex]);
+    data.set(preprocessImage2D(image.gray, image.width, image.height, size).data, slice * size * size);
+  }
+  return { slices: sliceIndices.length, size, data, sliceIndices, cropSource: 'image' };
+}
+
+// Natural order: runs of digits compare as numbers, so slice-2 comes before slice-10.
+function compareFileNames(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
 }

@@ -20,7 +20,7 @@ export interface PreparedExam {
 
 /**
  * A hospital's archive as the agent sees it: `labels.csv` plus one folder per
- * exam, holding either the DICOM files of a CT series or one PNG/JPEG slice.
+ * exam, holding DICOM files, one NIfTI volume, or PNG/JPEG slices (see loadExamInput).
  * Preprocessed inputs are kept in memory per input geometry, so later rounds
  * read no image file.
  */
@@ -52,8 +52,18 @@ export class SiteArchive {
     return counts;
   }
 
-  /** Loads and preprocesses every exam for `spec`, once per spec. */
-  async prepare(spec: InputSpec): Promise<{ train: PreparedExam[]; val: PreparedExam[] }> {
+  /** Whether `prepare(spec)` would return cached exams without reading the archive. */
+  isPrepared(spec: InputSpec): boolean {
+    return this.prepared?.key === `${spec.inputSize}x${spec.maxSlices}`;
+  }
+
+  /** Number of exams in the train and val splits. */
+  get examCount(): number {
+    return this.exams.length;
+  }
+
+  /** Loads and preprocesses every exam for `spec`, once per spec; `onProgress` receives the number of exams done. */
+  async prepare(spec: InputSpec, onProgress?: (done: number) => void): Promise<{ train: PreparedExam[]; val: PreparedExam[] }> {
     const key = `${spec.inputSize}x${spec.maxSlices}`;
     if (this.prepared?.key === key) return this.prepared;
     const train: PreparedExam[] = [];
@@ -63,6 +73,7 @@ export class SiteArchive {
       const input = await loadExamInput(exam.dir, spec);
       const prepared: PreparedExam = { examId: exam.examId, label: CLASS_NAMES.indexOf(exam.label) as 0 | 1 | 2, input };
       (exam.split === 'train' ? train : val).push(prepared);
+      onProgress?.(train.length + val.length);
     }
     log.info({ exams: this.exams.length, ms: Date.now() - started, inputSize: spec.inputSize }, 'preprocessed archive');
     this.prepared = { key, train, val };
