@@ -7,7 +7,7 @@ import dcmjs from 'dcmjs';
 import { writeSyntheticArchive } from '@covnet/imaging';
 import { createCovnet, initBackend } from '@covnet/model';
 import { decodeWeights, encodeWeights, sha256Hex, type FederationDone } from '@covnet/protocol';
-import { FederationAgent, SiteArchive } from '@covnet/site-agent';
+import { AgentStatus, FederationAgent, SiteArchive, type AgentStatusRecord } from '@covnet/site-agent';
 import { loadConfig, startCoordinator } from '@covnet/coordinator';
 
 interface Sent {
@@ -84,6 +84,7 @@ describe('federation of two sites in one process', () => {
         backend: 'wasm',
         agentVersion: 'test',
         onOutgoing: (event, args) => sent.push({ site: site.name, event, args }),
+        status: new AgentStatus(url, join(work, `${site.name}-status.json`)),
       })),
     );
     done = await Promise.all(agents.map((agent) => agent.run()));
@@ -98,6 +99,18 @@ describe('federation of two sites in one process', () => {
     expect(done.map((d) => d.rounds)).toEqual([ROUNDS, ROUNDS]);
     const rounds = (await (await fetch(`http://127.0.0.1:${coordinator.port}/api/rounds`, AS_ADMIN)).json()) as { round: number; state: string }[];
     expect(rounds.map((r) => r.state)).toEqual(Array(ROUNDS).fill('done'));
+  });
+
+  it('leaves a status file of what each agent sent', () => {
+    for (const site of ['site-a', 'site-b']) {
+      const status = JSON.parse(readFileSync(join(work, `${site}-status.json`), 'utf8')) as AgentStatusRecord;
+      expect(status.connection, site).toBe('finished');
+      expect(status.site, site).toBe(site);
+      expect(status.lastRound, site).toBe(ROUNDS);
+      expect(status.sent.messages, site).toBe(sent.filter((s) => s.site === site).length);
+      expect(status.sent.updates, site).toBe(ROUNDS);
+      expect(status.sent.metricsReports, site).toBe(ROUNDS);
+    }
   });
 
   it('stores per-site metrics for every round', async () => {

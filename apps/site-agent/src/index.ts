@@ -1,3 +1,4 @@
 export { FederationAgent, AuthenticationError, type AgentOptions } from './federation/agent';
 export { SiteArchive, loadExamInput, type InputSpec, type PreparedExam } from './archive/site-archive';
 export { summariseValidation } from './evaluation/site-metrics';
+export { AgentStatus, type AgentStatusRecord } from './federation/agent-status';

@@ -4,13 +4,16 @@ import { initModelCommand } from './commands/init-model';
 import { inferCommand } from './commands/infer';
 import { runCommand } from './commands/run';
 import { scanCommand } from './commands/scan';
+import { statusCommand } from './commands/status';
 import { synthCommand } from './commands/synth';
 import { log } from './log';
 
 const USAGE = `usage: site-agent <command> [options]
   scan DIR [--json]                           list CT series and unusable files of an archive
-  run --coordinator URL --token T --archive DIR
+  run --coordinator URL --token T --archive DIR [--status-file FILE] [--audit-log FILE]
                                               join the federation (token also from COVNET_SITE_TOKEN)
+  status --status-file FILE [--json] [--check]
+                                              connection, current round and messages sent of a running agent
   infer EXAM_DIR --model CHECKPOINT [--json]  class probabilities of one exam
   synth OUT_DIR --exams N --seed S [--rows R] write a synthetic chest CT archive as DICOM
   init-model --out FILE [--backbone small|resnet18|resnet50] [--input-size N]
@@ -23,6 +26,8 @@ async function main(argv: string[]): Promise<number> {
       return scanCommand(args);
     case 'run':
       return runCommand(args, process.env);
+    case 'status':
+      return statusCommand(args);
     case 'infer':
       return inferCommand(args);
     case 'synth':

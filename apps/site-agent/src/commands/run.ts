@@ -2,12 +2,13 @@ import { resolve } from 'node:path';
 import { initBackend } from '@covnet/model';
 import { SiteArchive } from '../archive/site-archive';
 import { FederationAgent } from '../federation/agent';
+import { AgentStatus } from '../federation/agent-status';
 import { log } from '../log';
 import { AGENT_VERSION } from '../version';
 import { parseCommand, UsageError } from './args';
 
 /**
- * `run --coordinator URL --token T --archive DIR [--audit-log FILE] [--seed S]`:
+ * `run --coordinator URL --token T --archive DIR [--audit-log FILE] [--status-file FILE] [--seed S]`:
  * joins the federation and serves rounds until the coordinator ends it.
  * The token may come from COVNET_SITE_TOKEN instead of the command line,
  * where other users of the machine could read it in the process list.
@@ -18,6 +19,7 @@ export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promis
     token: { type: 'string' },
     archive: { type: 'string' },
     'audit-log': { type: 'string' },
+    'status-file': { type: 'string' },
     seed: { type: 'string', default: '0' },
   });
   const token = values.token ?? env.COVNET_SITE_TOKEN;
@@ -36,6 +38,7 @@ export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promis
     agentVersion: AGENT_VERSION,
     auditLog: values['audit-log'] ? resolve(values['audit-log']) : undefined,
     seed: Number(values.seed),
+    status: new AgentStatus(values.coordinator, values['status-file'] ? resolve(values['status-file']) : undefined),
   });
   const done = await agent.run();
   log.info({ rounds: done.rounds, messagesSent: agent.messagesSent }, 'agent finished');

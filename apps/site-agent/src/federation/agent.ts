@@ -16,6 +16,8 @@ import { createCovnet, type Covnet } from '@covnet/model';
 import { SiteArchive, type InputSpec } from '../archive/site-archive';
 import { summariseValidation } from '../evaluation/site-metrics';
 import { log } from '../log';
+import { startProgress } from '../progress';
+import { AgentStatus } from './agent-status';
 import { downloadModel, uploadUpdate } from './transfer';
 import { request } from './socket-call';
 
@@ -31,6 +33,8 @@ export interface AgentOptions {
   onOutgoing?: (event: string, args: unknown[]) => void;
   /** Seed of local shuffling and augmentation; the round number is added to it. */
   seed?: number;
+  /** Connection, current round and messages sent, mirrored to a file for `site-agent status`. */
+  status?: AgentStatus;
 }
 
 /** Reasons that end the agent: the coordinator rejected its credentials. */
@@ -47,8 +51,10 @@ export class FederationAgent {
   private loadedVersion: number | null = null;
   private queue: Promise<void> = Promise.resolve();
   private sentMessages = 0;
+  private readonly status: AgentStatus;
 
   constructor(private readonly options: AgentOptions) {
+    this.status = options.status ?? new AgentStatus(options.coordinatorUrl);
     this.socket = io(options.coordinatorUrl, {
       auth: { token: options.token, protocolVersion: PROTOCOL_VERSION },
       transports: ['websocket'],
@@ -67,11 +73,13 @@ export class FederationAgent {
       const socket = this.socket;
       socket.on('connect', () => {
         log.info({ coordinator: this.options.coordinatorUrl }, 'connected to the coordinator');
+        this.status.connection('connected');
         this.enqueue('hello', () => this.hello());
       });
       socket.on('disconnect', (reason) => {
         // Only a close by this agent or by the coordinator ends the connection for good.
         if (reason === 'io client disconnect') return;
+        this.status.connection('reconnecting');
         if (reason === 'io server disconnect') {
           // socket.io does not reconnect after a close by the server; an agent is a
           // daemon, so it tries again later, and a revoked token then ends it.
@@ -87,11 +95,13 @@ export class FederationAgent {
       socket.on('connect_error', (error: Error & { data?: { code?: string; message?: string } }) => {
         const code = error.data?.code;
         if (code?.startsWith('auth_')) {
+          this.status.connection('rejected');
           socket.close();
           reject(new AuthenticationError(`the coordinator rejected this site: ${code}: ${error.data?.message ?? error.message}`));
           return;
         }
         log.warn({ error: error.message }, 'connection to the coordinator failed; retrying');
+        if (this.status.current.connection === 'connected') this.status.connection('reconnecting');
       });
       socket.on(COORDINATOR_EVENTS.trainTask, (payload: unknown) => {
         this.enqueue('train', () => this.train(parseEvent('round:train', payload)));
@@ -103,6 +113,7 @@ export class FederationAgent {
         const done = parseEvent('federation:done', payload);
         log.info({ rounds: done.rounds, finalModelVersion: done.finalModelVersion }, 'federation finished');
         this.queue.finally(() => {
+          this.status.connection('finished');
           socket.close();
           this.model?.covnet.dispose();
           resolve(done);
@@ -139,6 +150,7 @@ export class FederationAgent {
       valExams: archive.counts('val'),
     });
     log.info({ site: welcome.site, experiment: welcome.experiment }, 'joined the federation');
+    this.status.joined(welcome.site, welcome.experiment);
   }
 
   private async loadGlobalModel(version: number, ref: TrainTask['model']): Promise<Covnet> {
@@ -157,13 +169,26 @@ export class FederationAgent {
   }
 
   private async train(task: TrainTask): Promise<void> {
+    this.status.taskStarted('train', task.round, task.modelVersion);
+    try {
+      await this.trainRound(task);
+    } finally {
+      this.status.taskEnded(task.round);
+    }
+  }
+
+  private async trainRound(task: TrainTask): Promise<void> {
     const started = Date.now();
     const covnet = await this.loadGlobalModel(task.modelVersion, task.model);
-    const exams = await this.options.archive.prepare(this.model!.spec);
+    const exams = await this.prepareExams();
     if (exams.train.length === 0) {
       log.warn({ round: task.round }, 'no training exams at this site; skipping the round');
       return;
     }
+    // NOTE: trainLocal reports no per-batch progress, so this line shows elapsed time, not a fraction.
+    const progress = startProgress(`round ${task.round}: local training on ${exams.train.length} exams, ${task.hyper.epochs} epochs`, null);
+    const ticker = setInterval(() => progress.update(0), 1000);
+    ticker.unref();
     const result = await covnet.trainLocal(
       exams.train.map((e) => ({ input: e.input, label: e.label })),
       {
@@ -173,7 +198,8 @@ export class FederationAgent {
         proximalMu: task.hyper.proximalMu,
         seed: (this.options.seed ?? 0) + task.round,
       },
-    );
+    ).finally(() => clearInterval(ticker));
+    progress.finish(`loss ${result.loss.toFixed(4)} after ${result.steps} steps`);
     // The local weights now differ from any global version.
     this.loadedVersion = null;
     const payload = encodeWeights(covnet.getNamedWeights(), 'float32', { ...this.model!.spec });
@@ -189,8 +215,17 @@ export class FederationAgent {
   }
 
   private async evaluate(task: EvaluateTask): Promise<void> {
+    this.status.taskStarted('evaluate', task.round, task.modelVersion);
+    try {
+      await this.evaluateRound(task);
+    } finally {
+      this.status.taskEnded(task.round);
+    }
+  }
+
+  private async evaluateRound(task: EvaluateTask): Promise<void> {
     const covnet = await this.loadGlobalModel(task.modelVersion, task.model);
-    const exams = await this.options.archive.prepare(this.model!.spec);
+    const exams = await this.prepareExams();
     const { probs, labels } = await covnet.evaluate(exams.val.map((e) => ({ input: e.input, label: e.label })));
     const metrics = summariseValidation(probs, labels);
     await request(this.socket, AGENT_EVENTS.metricsReport, {
@@ -202,8 +237,21 @@ export class FederationAgent {
     log.info({ round: task.round, modelVersion: task.modelVersion, auc: metrics.auc }, 'metrics sent');
   }
 
+  /** Preprocesses the archive for the loaded model, with progress, or returns the cached exams. */
+  private prepareExams() {
+    const archive = this.options.archive;
+    const spec = this.model!.spec;
+    if (archive.isPrepared(spec)) return archive.prepare(spec);
+    const progress = startProgress('preprocessing', archive.examCount);
+    return archive.prepare(spec, (done) => progress.update(done)).then((exams) => {
+      progress.finish();
+      return exams;
+    });
+  }
+
   private audit(event: string, args: unknown[]): void {
     this.sentMessages += 1;
+    this.status.sent(event, binaryBytes(args));
     if (!this.options.auditLog) return;
     const payload = args.filter((a) => typeof a !== 'function');
     // A Buffer's toJSON runs before the replacer sees it, so the replacer
@@ -214,6 +262,13 @@ export class FederationAgent {
     });
     appendFileSync(this.options.auditLog, `${line}\n`);
   }
+}
+
+function binaryBytes(value: unknown): number {
+  if (value instanceof Uint8Array) return value.byteLength;
+  if (Array.isArray(value)) return value.reduce((sum: number, item) => sum + binaryBytes(item), 0);
+  if (value !== null && typeof value === 'object') return Object.values(value).reduce((sum: number, item) => sum + binaryBytes(item), 0);
+  return 0;
 }
 
 function readSpec(meta: Record<string, unknown>, version: number): InputSpec {
