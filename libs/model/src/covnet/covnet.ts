@@ -6,6 +6,7 @@ import { examTensor, validateExam, validateLabel, type ExamInput, type LabelledE
 import { readNamedWeights, writeNamedWeights, type NamedWeight } from './named-weights';
 import { SliceMaxPooling } from './slice-max-pooling';
 import { examLogits } from './sub-models';
+import { GradientWorkerPool } from '../parallel/gradient-pool';
 import { trainModel, validateHyperParameters, type TrainHyperParameters, type TrainResult } from './training';
 
 export interface CovnetOptions {
@@ -68,9 +69,9 @@ export class Covnet {
   }
 
   /**
-   * Trains on local exams with Adam and cross-entropy, with optional weight decay, gradient
-   * clipping, FedProx, class balancing, augmentation and early stopping on validation
-   * exams; see TrainHyperParameters for the options and their defaults.
+   * Trains on local exams with Adam and cross-entropy. Weight decay, gradient clipping,
+   * FedProx, class balancing, augmentation, early stopping on validation exams and gradient
+   * workers are options. TrainHyperParameters lists them with their defaults.
    * @throws Error on an empty exam list, an invalid exam or label, or invalid hyper-parameters.
    */
   async trainLocal(exams: LabelledExam[], hyper: TrainHyperParameters): Promise<TrainResult> {
@@ -87,7 +88,7 @@ export class Covnet {
       validateLabel(e.label, `validation exam ${i}`);
     });
     validateHyperParameters(hyper);
-    return trainModel(this.model, exams, hyper);
+    return trainModel(this.model, exams, hyper, await this.gradientPool(hyper.workers ?? 1));
   }
 
   /** Probabilities for each exam in inference mode, with the labels passed through. */
@@ -147,6 +148,9 @@ export class Covnet {
 
   dispose(): void {
     if (!this.disposed) {
+      const pool = this.pool;
+      this.pool = undefined;
+      pool?.close().catch((error: Error) => process.emitWarning(`Closing the gradient workers failed: ${error.message}`, 'CovnetWarning'));
       // Only the full model is disposed: the feature sub-model shares its layers, and
       // disposing both would dispose those layers twice, which tfjs-layers rejects.
       this.model.dispose();
@@ -156,6 +160,22 @@ export class Covnet {
   }
 
   private features?: tf.LayersModel;
+  private pool?: GradientWorkerPool;
+
+  /**
+   * Returns a pool of `workers` gradient workers, started on first use and kept until
+   * dispose, or undefined for one worker (train in this thread).
+   */
+  private async gradientPool(workers: number): Promise<GradientWorkerPool | undefined> {
+    if (workers <= 1) {
+      return undefined;
+    }
+    if (this.pool?.size !== workers) {
+      await this.pool?.close();
+      this.pool = await GradientWorkerPool.start(workers, { backbone: this.backbone, inputSize: this.inputSize });
+    }
+    return this.pool;
+  }
 
   /** Sub-model from the input to the backbone output; it shares the weights of the full model. */
   private featureModel(): tf.LayersModel {
@@ -184,6 +204,14 @@ export class Covnet {
  * @throws Error for an unknown backbone or an input size below 32 pixels.
  */
 export function createCovnet(opts: CovnetOptions): Covnet {
+  return new Covnet(buildCovnetModel(opts), opts.backbone, opts.inputSize);
+}
+
+/**
+ * Builds the tfjs-layers graph of createCovnet; gradient workers call it to hold a replica.
+ * @throws Error for an unknown backbone or an input size below 32 pixels.
+ */
+export function buildCovnetModel(opts: CovnetOptions): tf.LayersModel {
   const { backbone, inputSize } = opts;
   if (!['resnet50', 'resnet18', 'small'].includes(backbone)) {
     throw new Error(`Unknown backbone '${backbone}': expected resnet50, resnet18 or small.`);
@@ -204,6 +232,5 @@ export function createCovnet(opts: CovnetOptions): Covnet {
     .dense({ units: CLASSES.length, name: 'head_dense', kernelInitializer: init.glorotUniform(), biasInitializer: 'zeros' })
     .apply(perExam) as tf.SymbolicTensor;
 
-  const model = tf.model({ inputs: grey, outputs: logits, name: `covnet_${backbone}` });
-  return new Covnet(model, backbone, inputSize);
+  return tf.model({ inputs: grey, outputs: logits, name: `covnet_${backbone}` });
 }

@@ -5,6 +5,7 @@ import { examTensor, type LabelledExam } from './exam';
 import { clipByGlobalNorm } from './gradient-clipping';
 import { seededRandom, shuffledIndices } from './random';
 import { examLogits, sliceFeatureModel } from './sub-models';
+import type { GradientWorkerPool } from '../parallel/gradient-pool';
 
 export interface TrainHyperParameters {
   /** Maximum number of passes over the exams; early stopping may end training sooner. */
@@ -46,6 +47,12 @@ export interface TrainHyperParameters {
   validationExams?: LabelledExam[];
   /** Epochs without a lower validation loss before training stops. Default 2. */
   patience?: number;
+  /**
+   * Gradient worker threads, one wasm backend and model replica each. A batch is split by
+   * exam across them, so batchSize should be at least workers; each worker's BN
+   * normalises over its own share of slices. Default 1: train in this thread.
+   */
+  workers?: number;
 }
 
 export interface TrainResult {
@@ -74,7 +81,7 @@ export function validateHyperParameters(hyper: TrainHyperParameters): void {
   if (!(hyper.learningRate > 0) || !Number.isFinite(hyper.learningRate)) {
     throw new Error(`learningRate must be a positive number, got ${hyper.learningRate}.`);
   }
-  for (const key of ['batchSize', 'maxSlicesPerExam', 'patience'] as const) {
+  for (const key of ['batchSize', 'maxSlicesPerExam', 'patience', 'workers'] as const) {
     const value = hyper[key];
     if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
       throw new Error(`${key} must be a positive integer, got ${value}.`);
@@ -109,7 +116,12 @@ export function epochOrder(labels: number[], classBalanced: boolean, random: () 
  * (their slices together through the backbone, max-pooled per exam) and one Adam step. Each
  * call makes a fresh Adam optimizer, so moment estimates do not carry over between rounds.
  */
-export async function trainModel(model: tf.LayersModel, exams: LabelledExam[], hyper: TrainHyperParameters): Promise<TrainResult> {
+export async function trainModel(
+  model: tf.LayersModel,
+  exams: LabelledExam[],
+  hyper: TrainHyperParameters,
+  pool?: GradientWorkerPool,
+): Promise<TrainResult> {
   const batchSize = hyper.batchSize ?? 1;
   const mu = hyper.proximalMu ?? 0;
   const patience = hyper.patience ?? 2;
@@ -133,7 +145,10 @@ export async function trainModel(model: tf.LayersModel, exams: LabelledExam[], h
       epochLoss = 0;
       for (let start = 0; start < order.length; start += batchSize) {
         const batch = order.slice(start, start + batchSize).map((index) => augmentedExam(exams[index], hyper, random));
-        epochLoss += trainStep(model, batch, variables, globalWeights, mu, hyper, optimizer);
+        epochLoss +=
+          pool !== undefined && batch.length > 1
+            ? await parallelTrainStep(model, pool, batch, variables, globalWeights, mu, hyper, optimizer)
+            : trainStep(model, batch, variables, globalWeights, mu, hyper, optimizer);
         steps += 1;
         // Yield to the event loop between steps so sockets and timers of the caller run.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -200,22 +215,86 @@ function trainStep(
     return objective as tf.Scalar;
   }, variables);
   try {
-    tf.tidy(() => {
-      let gradients = variables.map((v) => grads[v.name]);
-      const decay = hyper.weightDecay ?? 0;
-      if (decay > 0) {
-        gradients = gradients.map((g, i) => tf.add(g, tf.mul(variables[i], decay)));
-      }
-      if (hyper.clipGradientNorm !== undefined) {
-        gradients = clipByGlobalNorm(gradients, hyper.clipGradientNorm);
-      }
-      optimizer.applyGradients(Object.fromEntries(variables.map((v, i) => [v.name, gradients[i]])));
-    });
+    applyStep(
+      variables,
+      variables.map((v) => grads[v.name]),
+      hyper,
+      optimizer,
+    );
   } finally {
     value.dispose();
     tf.dispose(grads);
   }
   return lossSum;
+}
+
+/** Adds weight decay to the gradients, clips them and applies one Adam step. */
+function applyStep(variables: tf.Variable[], objectiveGradients: tf.Tensor[], hyper: TrainHyperParameters, optimizer: tf.Optimizer): void {
+  tf.tidy(() => {
+    let gradients = objectiveGradients;
+    const decay = hyper.weightDecay ?? 0;
+    if (decay > 0) {
+      gradients = gradients.map((g, i) => tf.add(g, tf.mul(variables[i], decay)));
+    }
+    if (hyper.clipGradientNorm !== undefined) {
+      gradients = clipByGlobalNorm(gradients, hyper.clipGradientNorm);
+    }
+    optimizer.applyGradients(Object.fromEntries(variables.map((v, i) => [v.name, gradients[i]])));
+  });
+}
+
+/**
+ * Runs one batch on the gradient workers and applies one Adam step in this thread; returns
+ * the summed cross-entropy. The exams are dealt to the workers in turn. Their gradients of
+ * the summed cross-entropy are added, the FedProx gradient mu * (w - w_global) is added
+ * here, and the BN moving statistics become the mean of the workers' statistics.
+ */
+async function parallelTrainStep(
+  model: tf.LayersModel,
+  pool: GradientWorkerPool,
+  batch: LabelledExam[],
+  variables: tf.Variable[],
+  globalWeights: tf.Tensor[],
+  mu: number,
+  hyper: TrainHyperParameters,
+  optimizer: tf.Optimizer,
+): Promise<number> {
+  const shares: LabelledExam[][] = Array.from({ length: Math.min(pool.size, batch.length) }, () => []);
+  batch.forEach((exam, i) => shares[i % shares.length].push(exam));
+  const weights = model.weights.map((w) => w.read().dataSync() as Float32Array);
+  const results = await pool.gradients(weights, shares);
+
+  const lossSum = results.reduce((sum, r) => sum + r.lossSum, 0);
+  const summed = variables.map((_, i) => sumArrays(results.map((r) => r.gradients[i])));
+  model.nonTrainableWeights.forEach((w, i) => {
+    const mean = sumArrays(results.map((r) => r.movingStatistics[i])).map((v) => v / results.length);
+    const value = tf.tensor(mean, w.read().shape);
+    w.write(value);
+    value.dispose();
+  });
+
+  const objectiveGradients = tf.tidy(() =>
+    summed.map((g, i) => {
+      const mean = tf.div(tf.tensor(g, variables[i].shape), batch.length);
+      return mu > 0 ? tf.add(mean, tf.mul(tf.sub(variables[i], globalWeights[i]), mu)) : mean;
+    }),
+  );
+  try {
+    applyStep(variables, objectiveGradients, hyper, optimizer);
+  } finally {
+    tf.dispose(objectiveGradients);
+  }
+  return lossSum;
+}
+
+function sumArrays(arrays: Float32Array[]): Float32Array {
+  const sum = new Float32Array(arrays[0].length);
+  for (const array of arrays) {
+    for (let j = 0; j < sum.length; j++) {
+      sum[j] += array[j];
+    }
+  }
+  return sum;
 }
 
 /**
@@ -263,4 +342,33 @@ export async function validationLoss(model: tf.LayersModel, exams: LabelledExam[
 function proximalTerm(variables: tf.Variable[], globalWeights: tf.Tensor[]): tf.Scalar {
   const terms = variables.map((v, i) => tf.sum(tf.squaredDifference(v, globalWeights[i])));
   return tf.addN(terms) as tf.Scalar;
+}
+
+/**
+ * Computes the gradient of the summed cross-entropy of `exams` (one batch, BN in training
+ * mode) with respect to the trainable weights, without an optimizer step. BN moving
+ * statistics are updated as in a training step. Gradient workers run this on their share.
+ */
+export async function shardGradients(model: tf.LayersModel, exams: LabelledExam[]): Promise<{ lossSum: number; gradients: Float32Array[] }> {
+  const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const { value, grads } = tf.variableGrads(
+    () =>
+      batchCrossEntropy(
+        model,
+        exams.map((e) => e.input),
+        exams.map((e) => e.label),
+      ),
+    variables,
+  );
+  try {
+    const lossSum = (await value.data())[0];
+    const gradients: Float32Array[] = [];
+    for (const v of variables) {
+      gradients.push((await grads[v.name].data()) as Float32Array);
+    }
+    return { lossSum, gradients };
+  } finally {
+    value.dispose();
+    tf.dispose(grads);
+  }
 }

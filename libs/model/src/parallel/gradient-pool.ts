@@ -1,0 +1,154 @@
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { LabelledExam } from '../covnet/exam';
+import type { GradientRequest, WorkerMessage, WorkerSetup } from './messages';
+
+export interface ShardResult {
+  lossSum: number;
+  gradients: Float32Array[];
+  movingStatistics: Float32Array[];
+}
+
+interface PendingRequest {
+  resolve: (result: ShardResult) => void;
+  reject: (error: Error) => void;
+}
+
+/** How long a worker may take to load tfjs, the wasm binary and build its model. */
+const START_TIMEOUT_MS = 120_000;
+
+/**
+ * Worker threads that each hold a wasm backend and a model replica and compute the
+ * gradient of a share of a batch, so training uses one core per worker. tfjs 4.22 turns
+ * wasm's own threads off under Node, so this is how wasm uses more than one core.
+ */
+export class GradientWorkerPool {
+  private nextId = 0;
+  private readonly pending = new Map<number, PendingRequest>();
+  private closed = false;
+
+  private constructor(private readonly workers: Worker[]) {
+    for (const worker of workers) {
+      worker.on('message', (message: WorkerMessage) => this.onMessage(message));
+      worker.on('error', (error) => this.failAll(error));
+      worker.on('exit', (code) => {
+        if (!this.closed) this.failAll(new Error(`gradient worker exited with code ${code}`));
+      });
+    }
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /**
+   * Starts `count` workers, each building the model of `setup`, and waits until all are ready.
+   * @throws Error when a worker fails to start or is not ready within START_TIMEOUT_MS.
+   */
+  static async start(count: number, setup: WorkerSetup): Promise<GradientWorkerPool> {
+    if (!Number.isInteger(count) || count < 1) {
+      throw new Error(`workers must be a positive integer, got ${count}.`);
+    }
+    const workers = Array.from({ length: count }, () => spawnWorker(setup));
+    try {
+      await Promise.all(workers.map((worker) => waitUntilReady(worker)));
+    } catch (error) {
+      await Promise.all(workers.map((worker) => worker.terminate()));
+      throw error;
+    }
+    return new GradientWorkerPool(workers);
+  }
+
+  /**
+   * Sends the weights and one share of exams to each worker and returns their results in
+   * share order. Shares beyond the pool size are rejected; empty shares are not sent.
+   */
+  async gradients(weights: Float32Array[], shares: LabelledExam[][]): Promise<ShardResult[]> {
+    if (this.closed) {
+      throw new Error('The gradient worker pool is closed.');
+    }
+    if (shares.length > this.workers.length) {
+      throw new Error(`${shares.length} shares for ${this.workers.length} gradient workers.`);
+    }
+    return Promise.all(
+      shares.map((exams, i) => {
+        const id = this.nextId++;
+        const request: GradientRequest = { id, weights, exams };
+        return new Promise<ShardResult>((resolve, reject) => {
+          this.pending.set(id, { resolve, reject });
+          this.workers[i].postMessage(request);
+        });
+      }),
+    );
+  }
+
+  /** Stops every worker; pending requests are rejected. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.failAll(new Error('The gradient worker pool was closed.'));
+    await Promise.all(this.workers.map((worker) => worker.terminate()));
+  }
+
+  private onMessage(message: WorkerMessage): void {
+    if (message.type === 'gradients') {
+      const request = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      request?.resolve({ lossSum: message.lossSum, gradients: message.gradients, movingStatistics: message.movingStatistics });
+    } else if (message.type === 'failed') {
+      const error = new Error(`gradient worker failed: ${message.message}`);
+      error.stack = message.stack ?? error.stack;
+      if (message.id !== undefined) {
+        const request = this.pending.get(message.id);
+        this.pending.delete(message.id);
+        request?.reject(error);
+      } else {
+        this.failAll(error);
+      }
+    }
+  }
+
+  private failAll(error: Error): void {
+    for (const request of this.pending.values()) {
+      request.reject(error);
+    }
+    this.pending.clear();
+  }
+}
+
+function spawnWorker(setup: WorkerSetup): Worker {
+  // A .cjs entry registers tsx in the thread, then loads the TypeScript worker: Node 20
+  // does not apply the parent's `--import tsx` to worker threads.
+  return new Worker(path.join(__dirname, 'gradient-worker-entry.cjs'), { workerData: setup });
+}
+
+function waitUntilReady(worker: Worker): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gradient worker not ready after ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+    const cleanUp = () => {
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    const onMessage = (message: WorkerMessage) => {
+      if (message.type === 'ready') {
+        cleanUp();
+        resolve();
+      } else if (message.type === 'failed') {
+        cleanUp();
+        reject(new Error(`gradient worker failed to start: ${message.message}`));
+      }
+    };
+    const onError = (error: Error) => {
+      cleanUp();
+      reject(error);
+    };
+    const onExit = (code: number) => {
+      cleanUp();
+      reject(new Error(`gradient worker exited with code ${code} before it was ready`));
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}

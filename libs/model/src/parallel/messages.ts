@@ -1,0 +1,25 @@
+import type { CovnetOptions } from '../covnet/covnet';
+import type { LabelledExam } from '../covnet/exam';
+
+/** Data a gradient worker starts with: the model it builds a replica of. */
+export type WorkerSetup = CovnetOptions;
+
+/** Request: set every model weight (model.weights order), then compute the gradient of `exams`. */
+export interface GradientRequest {
+  id: number;
+  weights: Float32Array[];
+  exams: LabelledExam[];
+}
+
+export type WorkerMessage =
+  | { type: 'ready'; backend: string }
+  | {
+      type: 'gradients';
+      id: number;
+      lossSum: number;
+      /** Gradients of the summed cross-entropy, in model.trainableWeights order. */
+      gradients: Float32Array[];
+      /** Non-trainable weights (BN moving statistics) after the step, in model.nonTrainableWeights order. */
+      movingStatistics: Float32Array[];
+    }
+  | { type: 'failed'; id?: number; message: string; stack?: string };

@@ -1,0 +1,75 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCovnet, initBackend } from '../src';
+import { buildCovnetModel } from '../src/covnet/covnet';
+import { shardGradients } from '../src/covnet/training';
+import { GradientWorkerPool } from '../src/parallel/gradient-pool';
+import { maxAbs, maxAbsDifference, syntheticExam } from './helpers';
+
+const SETUP = { backbone: 'small' as const, inputSize: 32, seed: 3 };
+const exams = [0, 1, 2, 1].map((label, i) => syntheticExam(label as 0 | 1 | 2, 2 + (i % 2), 32, 80 + i));
+
+describe('GradientWorkerPool', () => {
+  let pool: GradientWorkerPool;
+
+  beforeAll(async () => {
+    await initBackend({ prefer: 'wasm' });
+    pool = await GradientWorkerPool.start(2, SETUP);
+  });
+
+  afterAll(async () => {
+    await pool.close();
+  });
+
+  describe('when two workers take one share each', () => {
+    it('matches each share computed on cpu', async () => {
+      const shares = [exams.slice(0, 2), exams.slice(2)];
+      await tf.setBackend('cpu');
+      const reference = buildCovnetModel(SETUP);
+      const weights = reference.weights.map((w) => new Float32Array(w.read().dataSync()));
+      const results = await pool.gradients(weights, shares);
+
+      for (const [i, share] of shares.entries()) {
+        // A fresh cpu replica per share, because a step also moves its BN statistics.
+        const replica = buildCovnetModel(SETUP);
+        const expected = await shardGradients(replica, share);
+        expect(results[i].lossSum).toBeCloseTo(expected.lossSum, 4);
+        expected.gradients.forEach((g, k) => {
+          const scale = Math.max(1e-3, maxAbs(g));
+          expect(maxAbsDifference(results[i].gradients[k], g) / scale, `share ${i} tensor ${k}`).toBeLessThan(1e-3);
+        });
+        replica.nonTrainableWeights.forEach((w, k) => {
+          expect(maxAbsDifference(results[i].movingStatistics[k], w.read().dataSync()), `share ${i} statistic ${k}`).toBeLessThan(1e-4);
+        });
+        replica.dispose();
+      }
+      reference.dispose();
+      await tf.setBackend('wasm');
+    });
+  });
+
+  describe('when a share has an invalid exam', () => {
+    it('rejects the request with the worker error', async () => {
+      const weights = buildCovnetModel(SETUP).weights.map((w) => new Float32Array(w.read().dataSync()));
+      const broken = { input: { slices: 2, size: 32, data: new Float32Array(5) }, label: 0 as const };
+      await expect(pool.gradients(weights, [[broken]])).rejects.toThrow(/gradient worker failed/);
+    });
+  });
+});
+
+describe('Covnet.trainLocal with workers', () => {
+  it('lowers the loss and leaves no tensors', async () => {
+    await initBackend({ prefer: 'wasm' });
+    const model = createCovnet({ backbone: 'small', inputSize: 32, seed: 2 });
+    try {
+      const first = await model.trainLocal(exams, { epochs: 1, learningRate: 3e-3, batchSize: 4, workers: 2 });
+      const before = tf.memory().numTensors;
+      const last = await model.trainLocal(exams, { epochs: 10, learningRate: 3e-3, batchSize: 4, workers: 2, proximalMu: 0.01 });
+      expect(last.steps).toBe(10);
+      expect(last.loss).toBeLessThan(first.loss / 2);
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      model.dispose();
+    }
+  });
+});
