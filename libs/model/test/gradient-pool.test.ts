@@ -73,3 +73,24 @@ describe('Covnet.trainLocal with workers', () => {
     }
   });
 });
+
+describe('Covnet.predict with workers', () => {
+  it('matches predict in this thread', async () => {
+    await initBackend({ prefer: 'wasm' });
+    const single = createCovnet({ backbone: 'small', inputSize: 32, seed: 4 });
+    const parallel = createCovnet({ backbone: 'small', inputSize: 32, seed: 4, workers: 2 });
+    try {
+      // Train one model a little, so BN moving statistics and weights differ from the seed's.
+      await single.trainLocal(exams, { epochs: 1, learningRate: 1e-3, batchSize: 2 });
+      parallel.setNamedWeights(single.getNamedWeights());
+      for (const exam of [syntheticExam(0, 5, 32, 90), syntheticExam(2, 1, 32, 91)]) {
+        const expected = await single.predict(exam.input);
+        const actual = await parallel.predict(exam.input);
+        actual.forEach((p, k) => expect(p, `class ${k}`).toBeCloseTo(expected[k], 5));
+      }
+    } finally {
+      single.dispose();
+      parallel.dispose();
+    }
+  });
+});

@@ -15,6 +15,12 @@ export interface CovnetOptions {
   inputSize: number;
   /** Seed of the weight initializers. Default 0. */
   seed?: number;
+  /**
+   * Worker threads that predict and evaluate split an exam's slices across, and the default
+   * of trainLocal's `workers`. Each holds a wasm backend and a model replica and starts on
+   * first use. explain runs in this thread. Default 1: this thread only.
+   */
+  workers?: number;
 }
 
 export type ClassProbabilities = [number, number, number];
@@ -37,13 +43,17 @@ export class Covnet {
     private readonly model: tf.LayersModel,
     readonly backbone: BackboneName,
     readonly inputSize: number,
+    readonly workers = 1,
   ) {}
 
   /** Class probabilities of one exam, in inference mode (BN uses its moving statistics). */
   async predict(exam: ExamInput): Promise<ClassProbabilities> {
     this.assertUsable();
     validateExam(exam, this.inputSize);
-    const probs = tf.tidy(() => tf.softmax(this.logits(exam)));
+    const pool = exam.slices > 1 ? await this.gradientPool(this.workers) : undefined;
+    const logits = pool !== undefined ? await this.parallelLogits(pool, exam) : this.logits(exam);
+    const probs = tf.tidy(() => tf.softmax(logits));
+    logits.dispose();
     try {
       const values = await probs.data();
       return [values[0], values[1], values[2]];
@@ -88,7 +98,7 @@ export class Covnet {
       validateLabel(e.label, `validation exam ${i}`);
     });
     validateHyperParameters(hyper);
-    return trainModel(this.model, exams, hyper, await this.gradientPool(hyper.workers ?? 1));
+    return trainModel(this.model, exams, hyper, await this.gradientPool(hyper.workers ?? this.workers));
   }
 
   /** Probabilities for each exam in inference mode, with the labels passed through. */
@@ -187,7 +197,30 @@ export class Covnet {
   }
 
   private logits(exam: ExamInput): tf.Tensor2D {
-    return examLogits(this.model, examTensor(exam));
+    return tf.tidy(() => examLogits(this.model, examTensor(exam)));
+  }
+
+  /**
+   * Computes the logits with the exam's slices split into contiguous parts, one per worker:
+   * the workers return per-slice features, and the max over slices and the dense layer
+   * run here.
+   */
+  private async parallelLogits(pool: GradientWorkerPool, exam: ExamInput): Promise<tf.Tensor2D> {
+    const parts = Math.min(pool.size, exam.slices);
+    const pixels = exam.size * exam.size;
+    const inputs: ExamInput[] = [];
+    for (let part = 0; part < parts; part++) {
+      const first = Math.floor((part * exam.slices) / parts);
+      const end = Math.floor(((part + 1) * exam.slices) / parts);
+      inputs.push({ slices: end - first, size: exam.size, data: exam.data.slice(first * pixels, end * pixels) });
+    }
+    const weights = this.model.weights.map((w) => w.read().dataSync() as Float32Array);
+    const results = await pool.features(weights, inputs);
+    return tf.tidy(() => {
+      const perSlice = tf.concat(results.map((r) => tf.tensor2d(r.features, [r.features.length / r.channels, r.channels])));
+      const perExam = this.model.getLayer('exam_max').apply(perSlice) as tf.Tensor2D;
+      return this.model.getLayer('head_dense').apply(perExam) as tf.Tensor2D;
+    });
   }
 
   private assertUsable(): void {
@@ -201,10 +234,14 @@ export class Covnet {
  * Builds a COVNet with deterministic weights for the seed. The graph maps a grey exam
  * [slices, S, S, 1] to logits [1, 3]; every layer has a fixed name so weight names are
  * the same in every process.
- * @throws Error for an unknown backbone or an input size below 32 pixels.
+ * @throws Error for an unknown backbone, an input size below 32 pixels or an invalid worker count.
  */
 export function createCovnet(opts: CovnetOptions): Covnet {
-  return new Covnet(buildCovnetModel(opts), opts.backbone, opts.inputSize);
+  const workers = opts.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new Error(`workers must be a positive integer, got ${workers}.`);
+  }
+  return new Covnet(buildCovnetModel(opts), opts.backbone, opts.inputSize, workers);
 }
 
 /**

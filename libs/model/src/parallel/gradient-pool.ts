@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { LabelledExam } from '../covnet/exam';
-import type { GradientRequest, WorkerMessage, WorkerSetup } from './messages';
+import type { ExamInput, LabelledExam } from '../covnet/exam';
+import type { WorkerMessage, WorkerRequest, WorkerSetup } from './messages';
 
 export interface ShardResult {
   lossSum: number;
@@ -9,8 +9,13 @@ export interface ShardResult {
   movingStatistics: Float32Array[];
 }
 
+export interface FeatureResult {
+  features: Float32Array;
+  channels: number;
+}
+
 interface PendingRequest {
-  resolve: (result: ShardResult) => void;
+  resolve: (result: ShardResult | FeatureResult) => void;
   reject: (error: Error) => void;
 }
 
@@ -64,22 +69,33 @@ export class GradientWorkerPool {
    * share order. Shares beyond the pool size are rejected; empty shares are not sent.
    */
   async gradients(weights: Float32Array[], shares: LabelledExam[][]): Promise<ShardResult[]> {
+    this.assertOpen(shares.length);
+    return Promise.all(shares.map((exams, i) => this.send(i, { kind: 'gradients', id: this.nextId++, weights, exams }) as Promise<ShardResult>));
+  }
+
+  /**
+   * Computes the per-slice pooled features of one part of an exam's slices on each worker,
+   * in inference mode, and returns them in part order.
+   */
+  async features(weights: Float32Array[], parts: ExamInput[]): Promise<FeatureResult[]> {
+    this.assertOpen(parts.length);
+    return Promise.all(parts.map((exam, i) => this.send(i, { kind: 'features', id: this.nextId++, weights, exam }) as Promise<FeatureResult>));
+  }
+
+  private assertOpen(parts: number): void {
     if (this.closed) {
       throw new Error('The gradient worker pool is closed.');
     }
-    if (shares.length > this.workers.length) {
-      throw new Error(`${shares.length} shares for ${this.workers.length} gradient workers.`);
+    if (parts > this.workers.length) {
+      throw new Error(`${parts} parts for ${this.workers.length} gradient workers.`);
     }
-    return Promise.all(
-      shares.map((exams, i) => {
-        const id = this.nextId++;
-        const request: GradientRequest = { id, weights, exams };
-        return new Promise<ShardResult>((resolve, reject) => {
-          this.pending.set(id, { resolve, reject });
-          this.workers[i].postMessage(request);
-        });
-      }),
-    );
+  }
+
+  private send(worker: number, request: WorkerRequest): Promise<ShardResult | FeatureResult> {
+    return new Promise((resolve, reject) => {
+      this.pending.set(request.id, { resolve, reject });
+      this.workers[worker].postMessage(request);
+    });
   }
 
   /** Stops every worker; pending requests are rejected. */
@@ -94,6 +110,10 @@ export class GradientWorkerPool {
       const request = this.pending.get(message.id);
       this.pending.delete(message.id);
       request?.resolve({ lossSum: message.lossSum, gradients: message.gradients, movingStatistics: message.movingStatistics });
+    } else if (message.type === 'features') {
+      const request = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      request?.resolve({ features: message.features, channels: message.channels });
     } else if (message.type === 'failed') {
       const error = new Error(`gradient worker failed: ${message.message}`);
       error.stack = message.stack ?? error.stack;
