@@ -112,6 +112,9 @@ const ROUND_FLAGS = ['--rounds', '--min-sites', '--round-timeout-s', '--epochs',
 
 const KEY_TO_FLAG = new Map(Object.entries(FLAGS).map(([flag, spec]) => [spec.key as string, flag]));
 
+/** Environment variables the coordinator reads. */
+export const ENVIRONMENT_VARIABLES = ['DATABASE_URL', 'LOG_LEVEL', 'COVNET_ADMIN_TOKEN'] as const;
+
 /** Thrown for an invalid command line or environment; the message names the flag or variable. */
 export class ConfigError extends Error {
   override name = 'ConfigError';

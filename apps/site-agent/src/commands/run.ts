@@ -7,6 +7,19 @@ import { log } from '../log';
 import { AGENT_VERSION } from '../version';
 import { parseCommand, UsageError } from './args';
 
+/** Flags of `run`. */
+export const RUN_OPTIONS = {
+  coordinator: { type: 'string' },
+  token: { type: 'string' },
+  archive: { type: 'string' },
+  'audit-log': { type: 'string' },
+  'status-file': { type: 'string' },
+  seed: { type: 'string', default: '0' },
+} as const;
+
+/** Environment variables the agent reads: its token (instead of --token) and its log level. */
+export const AGENT_ENVIRONMENT = ['COVNET_SITE_TOKEN', 'COVNET_LOG_LEVEL'] as const;
+
 /**
  * `run --coordinator URL --token T --archive DIR [--audit-log FILE] [--status-file FILE] [--seed S]`:
  * joins the federation and serves rounds until the coordinator ends it.
@@ -14,14 +27,7 @@ import { parseCommand, UsageError } from './args';
  * where other users of the machine could read it in the process list.
  */
 export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const { values } = parseCommand(args, {
-    coordinator: { type: 'string' },
-    token: { type: 'string' },
-    archive: { type: 'string' },
-    'audit-log': { type: 'string' },
-    'status-file': { type: 'string' },
-    seed: { type: 'string', default: '0' },
-  });
+  const { values } = parseCommand(args, RUN_OPTIONS);
   const token = values.token ?? env.COVNET_SITE_TOKEN;
   if (!values.coordinator) throw new UsageError('--coordinator URL is required');
   if (!token) throw new UsageError('--token T (or COVNET_SITE_TOKEN) is required');

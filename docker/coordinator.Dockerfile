@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# The coordinator: NestJS over socket.io and REST, on SQLite in /var/lib/covnet
+# or on PostgreSQL from DATABASE_URL. Build from the repository root:
+#   docker build -f docker/coordinator.Dockerfile -t covnet-coordinator .
+FROM node:20.19-bookworm-slim
+
+WORKDIR /app
+# The workspace manifests first, so that the dependency layer is rebuilt only
+# when they change. tsx runs the TypeScript sources directly: there is no build step.
+COPY package.json package-lock.json ./
+COPY apps/coordinator/package.json apps/coordinator/
+COPY apps/site-agent/package.json apps/site-agent/
+COPY apps/demo/package.json apps/demo/
+COPY libs/protocol/package.json libs/protocol/
+COPY libs/imaging/package.json libs/imaging/
+COPY libs/model/package.json libs/model/
+# --omit=optional leaves out the native TensorFlow packages, which the
+# coordinator never loads. better-sqlite3 needs its install script.
+RUN npm ci --omit=optional --no-audit --no-fund && npm cache clean --force
+
+COPY tsconfig.base.json tsconfig.json ./
+COPY libs/protocol libs/protocol
+COPY apps/coordinator apps/coordinator
+
+# Non-root: the node image's user "node" (uid 1000) owns only the data dir.
+RUN mkdir -p /var/lib/covnet && chown node:node /var/lib/covnet
+USER node
+VOLUME ["/var/lib/covnet"]
+ENV NODE_ENV=production LOG_LEVEL=info
+EXPOSE 8080
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/api/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+ENTRYPOINT ["/app/node_modules/.bin/tsx", "/app/apps/coordinator/src/main.ts"]
+# The initial model is mounted at /etc/covnet/model-v0.cvnw; sites are added with
+# `docker compose exec coordinator /app/node_modules/.bin/tsx /app/apps/coordinator/src/main.ts sites add NAME --data-dir /var/lib/covnet`.
+CMD ["--host", "0.0.0.0", "--port", "8080", "--data-dir", "/var/lib/covnet", "--initial-model", "/etc/covnet/model-v0.cvnw"]
