@@ -1,6 +1,6 @@
 export { DicomReadError, formatTag, tagLabel, type DicomRejectCode } from './dicom/errors';
 export type { CtSliceHeader } from './dicom/ct-header';
-export { parseCtFrames, parseCtSlice, readCtFrames, readCtSlice, type CtSlice, type ReadLimits } from './dicom/read-slice';
+export { parseCtFile, parseCtFrames, parseCtSlice, readCtFile, readCtFrames, readCtSlice, type CtFile, type CtSlice, type ReadLimits } from './dicom/read-slice';
 export { DicomDataset, parseDicom, type DicomElement, type ParsedDicom } from './dicom/parser';
 export { loadCodec } from './dicom/codecs';
 export {
@@ -19,8 +19,9 @@ export { groupSlices, type SliceGroup } from './series/group';
 export { AXIAL_TOLERANCE_DEGREES, isSharpKernel, selectLungSeries, type SeriesChoice } from './series/select-series';
 
 export { computeLungMask, type LungMask, type LungMaskOptions } from './preprocess/lung-mask';
-export { preprocessImage2D, preprocessVolume, selectSlices, type ModelInput, type PreprocessOptions } from './preprocess/preprocess';
+export { lungCropBox, PREPROCESS_VERSION, preprocessImage2D, preprocessVolume, selectSlices, type ModelInput, type PreprocessOptions } from './preprocess/preprocess';
 export type { CropBox } from './preprocess/resample';
+export { renderLungPreview, type PreviewImage } from './preprocess/preview';
 
 export { ImageReadError, loadImageFile, type GrayImage } from './images/load-image';
 

@@ -1,5 +1,5 @@
 import type { Volume } from '../series/volume';
-import { computeLungMask } from './lung-mask';
+import { computeLungMask, type LungMask } from './lung-mask';
 import { resampleBilinear, type CropBox } from './resample';
 
 /** Model input: `slices` images of size x size, slice-major, values in [0, 1]. */
@@ -27,6 +27,12 @@ export interface PreprocessOptions {
   windowWidth?: number;
 }
 
+/**
+ * Version of the preprocessing pipeline (mask, crop, window, resampling). Caches of model input
+ * must include it in their key; raise it whenever a change alters the output for the same volume.
+ */
+export const PREPROCESS_VERSION = 2;
+
 // Below this many voxels the lung mask is treated as empty and the body box is used.
 const MIN_LUNG_VOXELS = 50;
 const BODY_THRESHOLD_HU = -500;
@@ -47,7 +53,7 @@ export function preprocessVolume(volume: Volume, opts: PreprocessOptions): Model
 
   const level = opts.windowLevel ?? -600;
   const width = opts.windowWidth ?? 1500;
-  const { crop, source } = chooseCrop(volume, opts.marginFraction ?? 0.1);
+  const { crop, source } = lungCropBox(volume, computeLungMask(volume), opts.marginFraction ?? 0.1);
   const sliceIndices = selectSlices(volume.slices, opts.maxSlices ?? volume.slices);
 
   const size = opts.size;
@@ -93,8 +99,13 @@ export function selectSlices(total: number, count: number): number[] {
   return Array.from({ length: count }, (_, index) => Math.round((index * (total - 1)) / (count - 1)));
 }
 
-function chooseCrop(volume: Volume, marginFraction: number): { crop: CropBox; source: 'lungs' | 'body' | 'image' } {
-  const { mask } = computeLungMask(volume);
+/**
+ * Chooses the square crop of a volume: around the lungs' in-plane bounding box over all
+ * slices, with a margin of marginFraction of its larger side; around the body (voxels above
+ * -500 HU) when the lung mask has fewer than 50 voxels; else the whole image.
+ */
+export function lungCropBox(volume: Volume, lungMask: LungMask, marginFraction = 0.1): { crop: CropBox; source: 'lungs' | 'body' | 'image' } {
+  const { mask } = lungMask;
   let box = boundingBox(volume, (index) => mask[index] === 1, MIN_LUNG_VOXELS);
   let source: 'lungs' | 'body' | 'image' = 'lungs';
   if (box === undefined) {
