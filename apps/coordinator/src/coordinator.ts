@@ -48,8 +48,9 @@ export async function startCoordinator(flags: CoordinatorConfig, logger: Logger 
     app.useWebSocketAdapter(new IoAdapter(app));
     await app.get(AdminToken).init();
     await app.get(SiteRegistry).loadSitesFile();
-    await app.get(ModelStore).init();
+    // The experiment first: a stored experiment's settings decide what the model store checks.
     await app.get(ExperimentService).init();
+    await app.get(ModelStore).init();
     serveApiDocs(app);
     serveDashboard(app);
     await app.listen(config.port, config.host);

@@ -7,8 +7,10 @@ import { loadConfig } from '../src/config/config';
 import { FedAdam } from '../src/aggregation/fedadam';
 import { readConsortiumFile } from '../src/experiments/experiment-settings';
 import { sampleParticipants } from '../src/rounds/participants';
+import { loadConfig as loadCoordinatorConfig, startCoordinator } from '../src';
 import { FakeAgent } from './support/fake-agent';
-import { TOKENS, getJson, initialTensors, queryDatabase, startFixture, type Fixture } from './support/fixtures';
+import { ADMIN_TOKEN, TOKENS, getJson, initialTensors, queryDatabase, sendJson, startFixture, type Fixture } from './support/fixtures';
+import { TEST_DATABASE } from './support/test-database';
 
 describe('readConsortiumFile', () => {
   let dir: string;
@@ -198,5 +200,82 @@ describe('coordinator with a consortium file', () => {
 
     const experiments = await getJson(`${fixture.baseUrl}/api/experiments`);
     expect(experiments.body[0].settings).toMatchObject({ name: 'test', fractionPerRound: 0.5, evaluateEvery: 2, strategy: { name: 'fedadam' } });
+  });
+});
+
+describe('experiments API', () => {
+  let fixture: Fixture | null = null;
+
+  afterEach(async () => {
+    await fixture?.cleanup();
+    fixture = null;
+  });
+
+  describe('when an experiment is created', () => {
+    it('validates and stores it in state created', async () => {
+      fixture = await startFixture();
+      const created = await sendJson('POST', `${fixture.baseUrl}/api/experiments`, { name: 'second', rounds: 4, strategy: { name: 'fedprox', mu: 0.1 } });
+      expect(created.status).toBe(201);
+      expect(created.body).toMatchObject({ name: 'second', state: 'created', settings: { rounds: 4, minSites: 2, strategy: { name: 'fedprox', mu: 0.1 } } });
+      expect(typeof created.body.id).toBe('number');
+
+      const invalid = await sendJson('POST', `${fixture.baseUrl}/api/experiments`, { name: 'third', rounds: 0 });
+      expect(invalid.status).toBe(400);
+      expect(invalid.body.message).toContain('field rounds');
+      expect((await sendJson('POST', `${fixture.baseUrl}/api/experiments`, { name: 'second' })).status).toBe(409);
+      expect((await sendJson('POST', `${fixture.baseUrl}/api/experiments`, { name: 'test' })).status).toBe(409);
+
+      const list = await getJson(`${fixture.baseUrl}/api/experiments`);
+      expect(list.body.map((e: { name: string; state: string }) => `${e.name}:${e.state}`)).toEqual(['test:running', 'second:created']);
+      // Only the experiment this coordinator runs can be started here.
+      expect((await sendJson('POST', `${fixture.baseUrl}/api/experiments/second/start`)).status).toBe(404);
+    });
+  });
+
+  // Two coordinators share one database only on PostgreSQL: SQLite lives in the data dir.
+  describe.skipIf(TEST_DATABASE !== 'postgres')('when a created experiment is run by a second coordinator', () => {
+    it('uses the stored settings and keeps its own lineage', async () => {
+      fixture = await startFixture();
+      await sendJson('POST', `${fixture.baseUrl}/api/experiments`, { name: 'second', rounds: 4, minSites: 3, localEpochs: 5 });
+      const dataDir = await mkdtemp(join(tmpdir(), 'coordinator-second-'));
+      const second = await startCoordinator(
+        loadCoordinatorConfig(
+          ['--port', '0', '--data-dir', dataDir, '--initial-model', join(fixture.dataDir, 'initial.cvnw'), '--experiment', 'second'],
+          { LOG_LEVEL: 'silent', COVNET_ADMIN_TOKEN: ADMIN_TOKEN, ...fixture.database.env },
+        ),
+      );
+      second.done.catch(() => {});
+      try {
+        const url = `http://127.0.0.1:${second.port}`;
+        const overview = await getJson(`${url}/api/overview`);
+        expect(overview.body).toMatchObject({ experiment: 'second', state: 'created', roundsPlanned: 4 });
+        const experiments = await getJson(`${url}/api/experiments`);
+        expect(experiments.body.find((e: { name: string }) => e.name === 'second').settings).toMatchObject({ rounds: 4, minSites: 3, localEpochs: 5 });
+
+        // The first coordinator's sites can join the second; its rounds are its own.
+        const agents = (['site-a', 'site-b', 'site-c'] as const).map((site) => FakeAgent.forToken(url, TOKENS[site]));
+        try {
+          for (const agent of agents) await agent.connect();
+          for (const agent of agents) await agent.hello();
+          await expect(agents[0].next('round:train', 300)).rejects.toThrow('no round:train');
+          expect((await sendJson('POST', `${url}/api/experiments/second/start`)).body.state).toBe('running');
+          const task = await agents[0].next<TrainTask>('round:train');
+          expect(task).toMatchObject({ experiment: 'second', round: 1, modelVersion: 0, hyper: { epochs: 5 } });
+          const rounds = await queryDatabase<{ experiment: string; number: number }>(fixture, 'SELECT experiment, number FROM rounds ORDER BY experiment, number');
+          expect(rounds).toEqual([
+            { experiment: 'second', number: 1 },
+            { experiment: 'test', number: 1 },
+          ]);
+          const versions = await queryDatabase<{ experiment: string; path: string }>(fixture, 'SELECT experiment, path FROM model_versions ORDER BY experiment');
+          expect(versions.map((v) => v.experiment)).toEqual(['second', 'test']);
+          expect(versions[0].path.startsWith(dataDir)).toBe(true);
+        } finally {
+          for (const agent of agents) agent.close();
+        }
+      } finally {
+        await second.close();
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    });
   });
 });

@@ -1,5 +1,6 @@
-import { ConflictException, Controller, Get, HttpCode, Inject, NotFoundException, Param, Post, BadRequestException } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { Body, ConflictException, Controller, Get, HttpCode, Inject, NotFoundException, Param, Post, BadRequestException } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { ExperimentSettingsError, parseExperimentSettings } from '../experiments/experiment-settings';
 import { ExperimentActionError, ExperimentService } from '../experiments/experiment.service';
 import type { ExperimentAction } from '../experiments/experiment-state';
 
@@ -15,6 +16,32 @@ export class ExperimentsController {
   @ApiOperation({ summary: 'Experiments with their state and settings' })
   list() {
     return this.experiments.list();
+  }
+
+  @Post()
+  @ApiOperation({ summary: 'Create an experiment from its settings, in state created; a coordinator started with --experiment NAME runs it' })
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: ['name'],
+      description: 'fields of one experiment of the consortium file; see apps/coordinator/README.md',
+      example: { name: 'covnet-fedadam', rounds: 10, minSites: 3, strategy: { name: 'fedadam', serverLearningRate: 0.01 } },
+    },
+  })
+  async create(@Body() body: unknown) {
+    let settings;
+    try {
+      settings = parseExperimentSettings(body, 'experiment');
+    } catch (error) {
+      if (error instanceof ExperimentSettingsError) throw new BadRequestException(error.message);
+      throw error;
+    }
+    try {
+      return await this.experiments.create(settings);
+    } catch (error) {
+      if (error instanceof ExperimentActionError) throw new ConflictException(error.message);
+      throw error;
+    }
   }
 
   @Post(':name/:action')

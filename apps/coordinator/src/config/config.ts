@@ -33,6 +33,8 @@ export interface CoordinatorConfig {
   experimentsFile: string | null;
   /** Whether --experiment was given, so that a consortium file's only experiment can be the default. */
   experimentGiven: boolean;
+  /** Whether any round or training flag was given; without them a stored experiment's settings apply. */
+  roundFlagsGiven: boolean;
   /** Share of the ready sites asked to train in each round; 1 with flags. */
   fractionPerRound: number;
   /** Evaluate every k rounds (the last round always); 1 with flags. */
@@ -176,6 +178,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     sitesFile: values.sitesFile === undefined ? null : resolve(values.sitesFile),
     experimentsFile: values.experimentsFile === undefined ? null : resolve(values.experimentsFile),
     experimentGiven: 'experiment' in raw,
+    roundFlagsGiven: ROUND_FLAGS.some((flag) => FLAGS[flag].key in raw),
     fractionPerRound: 1,
     evaluateEvery: 1,
     strategy: values.proximalMu > 0 ? { name: 'fedprox', mu: values.proximalMu } : { name: 'fedavg' },

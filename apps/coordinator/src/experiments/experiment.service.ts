@@ -10,6 +10,7 @@ import { Clock } from '../clock';
 import { Deferred } from '../rounds/deferred';
 import { applyAction, type ExperimentAction, type ExperimentState } from './experiment-state';
 import type { ExperimentSettings } from './experiment-settings';
+import { withSettings } from './consortium-config';
 
 /** Raised to the round loop when its experiment is stopped. */
 export class ExperimentStopped extends Error {
@@ -48,10 +49,18 @@ export class ExperimentService implements OnApplicationShutdown {
     this.log = rootLogger.child({ context: 'experiments', experiment: config.experiment });
   }
 
-  /** Records the configured experiment with its settings, or loads its stored state. */
+  /**
+   * Records the configured experiment with its settings, or loads its stored
+   * state. An experiment created over the REST API and started here without a
+   * consortium file or round flags runs with its stored settings, which
+   * replace the flag defaults in the shared configuration.
+   */
   async init(): Promise<void> {
+    const existing = await this.experiments.findOne({ where: { name: this.config.experiment } });
+    if (existing && this.config.experimentsFile === null && !this.config.roundFlagsGiven) {
+      Object.assign(this.config, withSettings(this.config, existing.settings));
+    }
     const settings = settingsFromConfig(this.config);
-    const existing = await this.experiments.findOne({ where: { name: settings.name } });
     const now = this.clock.nowIso();
     if (existing) {
       existing.settings = settings;
@@ -61,6 +70,22 @@ export class ExperimentService implements OnApplicationShutdown {
       this.row = await this.experiments.save(this.experiments.create({ name: settings.name, state: 'running', settings, createdAt: now, updatedAt: now }));
     }
     this.log.info({ state: this.row.state }, `experiment ${settings.name} is ${this.row.state}`);
+  }
+
+  /**
+   * Stores a new experiment in state `created`. A coordinator started with
+   * `--experiment NAME` runs it with these settings once it is started.
+   * @throws ExperimentActionError `conflict` when an experiment of that name exists.
+   */
+  async create(settings: ExperimentSettings): Promise<ExperimentEntity> {
+    if (await this.experiments.findOne({ where: { name: settings.name } })) {
+      throw new ExperimentActionError('conflict', `experiment ${settings.name} already exists`);
+    }
+    const now = this.clock.nowIso();
+    const row = await this.experiments.save(this.experiments.create({ name: settings.name, state: 'created', settings, createdAt: now, updatedAt: now }));
+    this.log.info({ created: settings.name }, `experiment ${settings.name} created`);
+    this.events.changed('experiments');
+    return row;
   }
 
   async list(): Promise<ExperimentEntity[]> {
@@ -96,6 +121,7 @@ export class ExperimentService implements OnApplicationShutdown {
   async beforeRound(): Promise<void> {
     const state = this.current.state;
     if (state === 'stopped') throw new ExperimentStopped(`experiment ${this.current.name} was stopped`);
+    // A created experiment waits for its first start like a paused one.
     if (state === 'running' || state === 'done') return;
     this.log.info(`experiment ${this.current.name} is ${state}: the next round waits for start`);
     this.resumed = new Deferred<void>();
