@@ -14,6 +14,7 @@ export {
 
 export { assembleSeries, type SeriesAssembly, type SeriesGeometry, type SeriesProblemCode } from './series/assemble';
 export { scanArchive, type RejectedSeries, type ScanOptions, type ScanReport, type SeriesSummary, type SkippedFile } from './series/scan-archive';
+export { ScanIndex, SCAN_INDEX_VERSION, type ScannedFile } from './series/scan-index';
 export { loadSeriesVolume, resampleAlongNormal, SeriesAssemblyError, type Volume } from './series/volume';
 export { groupSlices, type SliceGroup } from './series/group';
 export { AXIAL_TOLERANCE_DEGREES, isSharpKernel, selectLungSeries, type SeriesChoice } from './series/select-series';

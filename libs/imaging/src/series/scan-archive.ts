@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { dirname, sep } from 'node:path';
 import type { CtSliceHeader } from '../dicom/ct-header';
 import { DicomReadError, type DicomRejectCode } from '../dicom/errors';
@@ -5,6 +6,7 @@ import { readCtFrames, type ReadLimits } from '../dicom/read-slice';
 import { assembleSeries, type SeriesGeometry, type SeriesProblemCode } from './assemble';
 import { angleDegrees } from './geometry';
 import { groupSlices } from './group';
+import { ScanIndex, type ScannedFile } from './scan-index';
 import { listFilesRecursively } from './walk';
 
 /** A file the scan could not use, with the reason. */
@@ -62,8 +64,10 @@ export interface ScanReport {
 export interface ScanOptions extends ReadLimits {
   /** Files read at the same time (default 4). Memory use is about this many slices. */
   concurrency?: number;
-  /** Called after each batch of files with the number of files read and the total. */
+  /** Called after each batch of files with the number of files done and the total. */
   onProgress?: (done: number, total: number) => void;
+  /** Results of earlier scans: files whose size and mtime are unchanged are not read again. */
+  index?: ScanIndex;
 }
 
 interface SliceStats {
@@ -83,16 +87,17 @@ interface SliceStats {
  */
 export async function scanArchive(dir: string, opts: ScanOptions = {}): Promise<ScanReport> {
   const concurrency = Math.max(1, opts.concurrency ?? 4);
+  const index = opts.index ?? ScanIndex.inMemory();
   const files = await listFilesRecursively(dir);
   const skipped: SkippedFile[] = [];
   const slices: SliceStats[] = [];
 
   for (let start = 0; start < files.length; start += concurrency) {
     const batch = files.slice(start, start + concurrency);
-    const results = await Promise.all(batch.map((path) => readSliceStats(path, opts)));
-    for (const result of results) {
-      if ('skip' in result) skipped.push(result.skip);
-      else slices.push(...result.stats);
+    const results = await Promise.all(batch.map((path) => scanFile(path, opts, index)));
+    for (const [offset, result] of results.entries()) {
+      if ('skip' in result) skipped.push({ path: batch[offset], ...result.skip });
+      else slices.push(...result.frames);
     }
     opts.onProgress?.(Math.min(start + concurrency, files.length), files.length);
   }
@@ -156,14 +161,31 @@ function summarize(uid: string, group: SliceStats[], geometry: SeriesGeometry, a
   };
 }
 
-async function readSliceStats(path: string, limits: ReadLimits): Promise<{ stats: SliceStats[] } | { skip: SkippedFile }> {
+// Reads one file, or takes its result from the index when its size and mtime are unchanged.
+async function scanFile(path: string, limits: ReadLimits, index: ScanIndex): Promise<ScannedFile> {
+  let size: number;
+  let mtimeMs: number;
+  try {
+    ({ size, mtimeMs } = await stat(path));
+  } catch (error) {
+    return { skip: { code: 'io-error', reason: `${path}: ${(error as Error).message}` } };
+  }
+  const stored = index.get(path, size, mtimeMs);
+  if (stored !== undefined) return stored;
+  const scanned = await readSliceStats(path, limits);
+  // An I/O error may be passing (a file being copied in), so it is not remembered.
+  if (!('skip' in scanned && scanned.skip.code === 'io-error')) index.set(path, size, mtimeMs, scanned);
+  return scanned;
+}
+
+async function readSliceStats(path: string, limits: ReadLimits): Promise<ScannedFile> {
   try {
     const frames = await readCtFrames(path, limits);
-    return { stats: frames.map(({ header, hu }) => sliceStats(header, hu)) };
+    return { frames: frames.map(({ header, hu }) => sliceStats(header, hu)) };
   } catch (error) {
-    if (error instanceof DicomReadError) return { skip: { path, code: error.code, reason: error.message } };
+    if (error instanceof DicomReadError) return { skip: { code: error.code, reason: error.message } };
     const code = (error as NodeJS.ErrnoException).code;
-    if (typeof code === 'string') return { skip: { path, code: 'io-error', reason: `${path}: ${(error as Error).message}` } };
+    if (typeof code === 'string') return { skip: { code: 'io-error', reason: `${path}: ${(error as Error).message}` } };
     // Anything else is a bug in this library, not a property of the file.
     throw error;
   }
