@@ -26,7 +26,7 @@ describe('scan --preview', () => {
       return true;
     });
     try {
-      expect(await scanCommand([archive, '--preview', out])).toBe(0);
+      expect(await scanCommand([archive, '--preview', out, '--cache-dir', join(work, 'cache')])).toBe(0);
     } finally {
       spy.mockRestore();
     }

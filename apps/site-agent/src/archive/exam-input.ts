@@ -1,9 +1,10 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   loadImageFile,
   loadSeriesVolume,
   preprocessImage2D,
+  PREPROCESS_VERSION,
   preprocessVolume,
   readNiftiVolume,
   scanArchive,
@@ -13,6 +14,7 @@ import {
   type Volume,
 } from '@covnet/imaging';
 import { log } from '../log';
+import { PreprocessCache } from './preprocess-cache';
 
 /** Model input geometry, carried in every checkpoint's metadata. */
 export interface InputSpec {
@@ -52,10 +54,43 @@ export async function classifyExamFolder(examDir: string): Promise<{ format: Exa
  * `selectLungSeries` picks the axial lung series among the folder's CT series and its reasons
  * are logged. PNG and JPEG files are slices that are already windowed: one file is a one-slice
  * exam, and several files are one exam whose slices follow the file names in natural order
- * ("2.png" before "10.png"), evenly thinned to at most maxSlices.
+ * ("2.png" before "10.png"), evenly thinned to at most maxSlices. With a cache, the input is
+ * read from it when no file of the folder has changed size or mtime, and stored after preprocessing.
  * @throws Error naming the folder when it holds no usable volume, series or image.
  */
-export async function loadExamInput(examDir: string, spec: InputSpec): Promise<ModelInput> {
+export async function loadExamInput(examDir: string, spec: InputSpec, options: { cache?: PreprocessCache } = {}): Promise<ModelInput> {
+  const { cache } = options;
+  if (cache === undefined) return readExamInput(examDir, spec);
+
+  const key = PreprocessCache.key({ pipeline: PREPROCESS_VERSION, inputSize: spec.inputSize, maxSlices: spec.maxSlices, files: await fingerprint(examDir) });
+  const cached = await cache.get(key);
+  if (cached !== undefined) return cached;
+  const input = await readExamInput(examDir, spec);
+  try {
+    await cache.put(key, input);
+  } catch (error) {
+    // The cache only saves time, so a full or read-only disk must not stop training.
+    log.warn({ exam: examDir, cacheDir: cache.dir, error: (error as Error).message }, 'preprocessed exam not cached');
+  }
+  return input;
+}
+
+// Every file under the exam folder with its size and mtime, sorted by path. It covers every
+// series of the exam, not only the chosen one, so adding or changing any file of the exam
+// (which could change the choice) invalidates the cached input.
+async function fingerprint(examDir: string): Promise<[string, number, number][]> {
+  const entries = await readdir(examDir, { recursive: true, withFileTypes: true });
+  const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath ?? entry.path, entry.name));
+  files.sort();
+  return Promise.all(
+    files.map(async (path) => {
+      const { size, mtimeMs } = await stat(path);
+      return [path, size, mtimeMs] as [string, number, number];
+    }),
+  );
+}
+
+async function readExamInput(examDir: string, spec: InputSpec): Promise<ModelInput> {
   const { format, files } = await classifyExamFolder(examDir);
   switch (format) {
     case 'nifti':
@@ -75,7 +110,7 @@ async function loadDicomVolume(examDir: string): Promise<Volume> {
   const report = await scanArchive(examDir);
   const choice = selectLungSeries(report.series);
   if (choice.chosen === undefined) {
-    const skipped = report.skipped.slice(0, 3).map((file) => `${file.path}: ${file.reason}`);
+    const skipped = report.skipped.slice(0, 3).map((file) => file.reason);
     const details = [...choice.reasons, ...skipped].join('; ');
     throw new Error(`exam folder ${examDir} has no usable axial CT series (${details})`);
   }

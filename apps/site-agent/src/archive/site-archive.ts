@@ -1,7 +1,10 @@
+import { join } from 'node:path';
 import { readLabels, type ModelInput } from '@covnet/imaging';
 import { CLASS_NAMES, type ClassCounts, type ClassName } from '@covnet/protocol';
 import { log } from '../log';
+import { defaultCacheDir } from './cache-dir';
 import { loadExamInput, type InputSpec } from './exam-input';
+import { PreprocessCache } from './preprocess-cache';
 
 export { loadExamInput, type InputSpec } from './exam-input';
 
@@ -21,8 +24,8 @@ export interface PreparedExam {
 /**
  * A hospital's archive as the agent sees it: `labels.csv` plus one folder per
  * exam, holding DICOM files, one NIfTI volume, or PNG/JPEG slices (see loadExamInput).
- * Preprocessed inputs are kept in memory per input geometry, so later rounds
- * read no image file.
+ * Preprocessed inputs are kept in memory per input geometry, and on disk in a
+ * PreprocessCache per exam, so later rounds and later runs read no image file.
  */
 export class SiteArchive {
   private prepared: { key: string; train: PreparedExam[]; val: PreparedExam[] } | null = null;
@@ -30,10 +33,14 @@ export class SiteArchive {
   private constructor(
     readonly dir: string,
     readonly exams: ExamRecord[],
+    private readonly cache: PreprocessCache,
   ) {}
 
-  /** Reads and validates `labels.csv`; errors name the line. */
-  static async open(dir: string): Promise<SiteArchive> {
+  /**
+   * Reads and validates `labels.csv`; errors name the line.
+   * @param options.cacheDir folder of the preprocessed-exam cache (default: defaultCacheDir()).
+   */
+  static async open(dir: string, options: { cacheDir?: string } = {}): Promise<SiteArchive> {
     const labels = await readLabels(dir);
     // Test exams stay out of the federation: neither training nor the
     // validation reported each round may touch them.
@@ -43,7 +50,7 @@ export class SiteArchive {
     }
     const held = labels.length - exams.length;
     if (held > 0) log.info({ archive: dir, testExams: held }, 'test exams held out of the federation');
-    return new SiteArchive(dir, exams);
+    return new SiteArchive(dir, exams, new PreprocessCache(join(options.cacheDir ?? defaultCacheDir(), 'preprocessed')));
   }
 
   counts(split: 'train' | 'val'): ClassCounts {
@@ -70,7 +77,7 @@ export class SiteArchive {
     const val: PreparedExam[] = [];
     const started = Date.now();
     for (const exam of this.exams) {
-      const input = await loadExamInput(exam.dir, spec);
+      const input = await loadExamInput(exam.dir, spec, { cache: this.cache });
       const prepared: PreparedExam = { examId: exam.examId, label: CLASS_NAMES.indexOf(exam.label) as 0 | 1 | 2, input };
       (exam.split === 'train' ? train : val).push(prepared);
       onProgress?.(train.length + val.length);

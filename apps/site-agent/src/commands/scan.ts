@@ -1,22 +1,41 @@
 import { resolve } from 'node:path';
-import { scanArchive } from '@covnet/imaging';
+import { scanArchive, ScanIndex } from '@covnet/imaging';
+import { defaultCacheDir, scanIndexPath } from '../archive/cache-dir';
 import { writeScanPreviews } from '../archive/scan-preview';
 import { parseCommand, UsageError } from './args';
 
-const USAGE = 'scan DIR [--json] [--preview OUT_DIR]';
+const USAGE = 'scan DIR [--json] [--preview OUT_DIR] [--cache-dir DIR]';
+// Progress lines on stderr: one every this many files, and one at the end.
+const PROGRESS_EVERY_FILES = 500;
 
 /**
- * `scan DIR [--json] [--preview OUT_DIR]`: lists the CT series of an archive and every file it
- * cannot use. With --preview, also writes PNGs of three slices of each study's lung series
- * to OUT_DIR, with the lung mask outlined in red and the crop box in green.
+ * `scan DIR [--json] [--preview OUT_DIR] [--cache-dir DIR]`: lists the CT series of an archive
+ * and every file it cannot use, with progress on stderr. With --preview, also writes PNGs of
+ * three slices of each study's lung series to OUT_DIR, with the lung mask outlined in red and
+ * the crop box in green. Results per file are kept in a scan index under --cache-dir (default
+ * ~/.cache/covnet-site-agent), so a second scan reads only new or changed files.
  */
 export async function scanCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand(args, {
     json: { type: 'boolean', default: false },
     preview: { type: 'string' },
+    'cache-dir': { type: 'string' },
   });
   if (positionals.length !== 1) throw new UsageError(`scan takes one folder: ${USAGE}`);
-  const report = await scanArchive(resolve(positionals[0]));
+  const root = resolve(positionals[0]);
+  const cacheDir = resolve(values['cache-dir'] ?? defaultCacheDir());
+
+  const index = await ScanIndex.load(scanIndexPath(cacheDir, root));
+  let reported = 0;
+  const report = await scanArchive(root, {
+    index,
+    onProgress: (done, total) => {
+      if (done - reported < PROGRESS_EVERY_FILES && done < total) return;
+      reported = done;
+      process.stderr.write(`scan: ${done}/${total} files\n`);
+    },
+  });
+  await index.save();
   const previews = values.preview === undefined ? [] : await writeScanPreviews(report, resolve(values.preview));
 
   if (values.json) {
