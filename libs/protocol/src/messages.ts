@@ -60,6 +60,8 @@ export const siteHelloSchema = z
   .object({
     agentVersion: z.string().min(1).max(64),
     backend: z.string().min(1).max(64),
+    /** GPU the backend runs on, e.g. "NVIDIA A100-SXM4-40GB"; absent on CPU backends and from older agents. */
+    gpu: z.string().min(1).max(128).optional(),
     /** Model the agent last loaded; absent before its first round. */
     backbone: z.string().min(1).max(32).optional(),
     inputSize: z.number().int().positive().max(1024).optional(),
