@@ -6,6 +6,7 @@ import { AgentStatus } from '../federation/agent-status';
 import { log } from '../log';
 import { AGENT_VERSION } from '../version';
 import { parseCommand, UsageError } from './args';
+import { gpuName } from './gpu-name';
 
 /** Flags of `run`. */
 export const RUN_OPTIONS = {
@@ -41,6 +42,7 @@ export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promis
     token,
     archive,
     backend: backendChoice.backend,
+    gpu: backendChoice.rung === 'tensorflow-gpu' ? await gpuName() : undefined,
     agentVersion: AGENT_VERSION,
     auditLog: values['audit-log'] ? resolve(values['audit-log']) : undefined,
     seed: Number(values.seed),

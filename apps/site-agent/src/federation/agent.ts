@@ -26,6 +26,8 @@ export interface AgentOptions {
   token: string;
   archive: SiteArchive;
   backend: string;
+  /** GPU the backend runs on, reported in `site:hello`; absent on CPU backends. */
+  gpu?: string;
   agentVersion: string;
   /** JSON-lines file recording every message this agent sends (binary replaced by its size and SHA-256). */
   auditLog?: string;
@@ -145,6 +147,7 @@ export class FederationAgent {
     const welcome = await request<{ site: string; experiment: string }>(this.socket, AGENT_EVENTS.hello, {
       agentVersion: this.options.agentVersion,
       backend: this.options.backend,
+      ...(this.options.gpu ? { gpu: this.options.gpu } : {}),
       ...(this.model ? { backbone: this.model.spec.backbone, inputSize: this.model.spec.inputSize } : {}),
       trainExams: archive.counts('train'),
       valExams: archive.counts('val'),
