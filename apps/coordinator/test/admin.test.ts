@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeWeights, sha256Hex, type TrainTask } from '@covnet/protocol';
 import { sitesCommand } from '../src/cli/sites-command';
-import { FakeAgent } from './support/fake-agent';
+import { FakeAgent, HELLO } from './support/fake-agent';
 import { ADMIN_TOKEN, TOKENS, getJson, initialTensors, queryDatabase, sendJson, startFixture, type Fixture } from './support/fixtures';
 
 async function connectError(agent: FakeAgent): Promise<{ message: string; data?: { code: string } }> {
@@ -83,6 +85,18 @@ describe('admin API', () => {
     });
   });
 
+  describe('when COVNET_ADMIN_TOKEN is not set', () => {
+    it('creates a token file readable by its owner only', async () => {
+      fixture = await startFixture({ env: { COVNET_ADMIN_TOKEN: '' } });
+      const path = join(fixture.dataDir, 'admin-token');
+      const token = (await readFile(path, 'utf8')).trim();
+      expect(token).toMatch(/^[A-Za-z0-9_-]{32}$/);
+      expect((await stat(path)).mode & 0o777).toBe(0o600);
+      expect((await getJson(`${fixture.baseUrl}/api/sites`, token)).status).toBe(200);
+      expect((await getJson(`${fixture.baseUrl}/api/sites`)).status).toBe(401);
+    });
+  });
+
   describe('when a site is added over REST', () => {
     it('returns a token that connects and stores only its hash', async () => {
       fixture = await startFixture();
@@ -94,7 +108,9 @@ describe('admin API', () => {
 
       const d = agent(token);
       await d.connect();
-      expect(await d.hello()).toMatchObject({ ok: true, site: 'site-d' });
+      expect(await d.hello({ ...HELLO, backend: 'tensorflow', gpu: 'NVIDIA A100-SXM4-40GB' })).toMatchObject({ ok: true, site: 'site-d' });
+      const listed = (await getJson(`${fixture.baseUrl}/api/sites`)).body.find((s: { name: string }) => s.name === 'site-d');
+      expect(listed).toMatchObject({ backend: 'tensorflow', gpu: 'NVIDIA A100-SXM4-40GB', online: true });
       const rows = await queryDatabase<Record<string, unknown>>(fixture, "SELECT * FROM sites WHERE name = 'site-d'");
       expect(rows[0].token_sha256).toBe(createHash('sha256').update(token).digest('hex'));
       expect(Object.values(rows[0])).not.toContain(token);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { HISTOGRAM_BINS, encodeWeights, type SiteMetrics, type TrainTask } from '@covnet/protocol';
-import { FakeAgent } from './support/fake-agent';
+import { FakeAgent, HELLO } from './support/fake-agent';
 import { ADMIN_TOKEN, TOKENS, getJson, initialTensors, startFixture, type Fixture } from './support/fixtures';
 
 // Debian's chromium package; no browser is ever downloaded.
@@ -82,7 +82,7 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     for (const site of ['site-a', 'site-b'] as const) {
       agents[site] = FakeAgent.forToken(fixture.baseUrl, TOKENS[site]);
       await agents[site].connect();
-      await agents[site].hello();
+      await agents[site].hello(site === 'site-b' ? { ...HELLO, backend: 'tensorflow', gpu: 'NVIDIA T4', agentVersion: '0.1.0' } : HELLO);
     }
     await playRound(1);
 
@@ -133,6 +133,10 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     expect(await points('non_pneumonia')).toEqual([]);
     expect(await page.textContent('#sites tr[data-site="site-a"]')).toContain('online');
     expect(await page.textContent('#sites tr[data-site="site-c"]')).toContain('offline');
+    const siteB = await page.$$eval('#sites tr[data-site="site-b"] td', (cells) => cells.map((c) => c.textContent));
+    expect(siteB[3]).toBe('tensorflow on NVIDIA T4');
+    expect(siteB[4]).toBe('0.1.0');
+    expect(siteB.slice(5)).toEqual(['1 / 1 / 1', '1 / 1 / 1']);
     expect(await page.textContent('#rounds tr[data-round="1"]')).toContain('site-a, site-b');
 
     // Round 2 runs while the page is open: the charts change without a reload.

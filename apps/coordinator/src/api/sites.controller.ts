@@ -55,6 +55,7 @@ export class SitesController {
       addedAt: site.addedAt,
       lastSeenAt: site.lastSeenAt,
       backend: site.backend,
+      gpu: site.gpu,
       agentVersion: site.agentVersion,
       trainExams: site.trainExams,
       valExams: site.valExams,

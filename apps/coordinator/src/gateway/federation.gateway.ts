@@ -100,7 +100,7 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
       const hello = parseEvent(AGENT_EVENTS.hello, body);
       await this.registry.recordHello(site, hello);
       this.log.info(
-        { site, backend: hello.backend, agentVersion: hello.agentVersion, trainExams: hello.trainExams, valExams: hello.valExams },
+        { site, backend: hello.backend, gpu: hello.gpu, agentVersion: hello.agentVersion, trainExams: hello.trainExams, valExams: hello.valExams },
         `site ${site} is ready`,
       );
       // The site is marked ready after the acknowledgement is sent, so that the

@@ -62,6 +62,7 @@ export class SiteRegistry implements OnApplicationShutdown {
             tokenSha256: site.tokenSha256,
             lastSeenAt: null,
             backend: null,
+            gpu: null,
             agentVersion: null,
             trainExams: null,
             valExams: null,
@@ -131,6 +132,7 @@ export class SiteRegistry implements OnApplicationShutdown {
       {
         lastSeenAt: this.clock.nowIso(),
         backend: hello.backend,
+        gpu: hello.gpu ?? null,
         agentVersion: hello.agentVersion,
         trainExams: hello.trainExams,
         valExams: hello.valExams,

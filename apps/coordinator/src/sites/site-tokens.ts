@@ -36,7 +36,7 @@ export async function addSite(sites: Repository<SiteEntity>, name: string, nowIs
   if (existing && existing.revokedAt === null) {
     throw new SiteAdminError('exists', `site ${name} already exists; revoke it first to give it a new token`);
   }
-  const site = existing ?? sites.create({ name, lastSeenAt: null, backend: null, agentVersion: null, trainExams: null, valExams: null });
+  const site = existing ?? sites.create({ name, lastSeenAt: null, backend: null, gpu: null, agentVersion: null, trainExams: null, valExams: null });
   site.tokenSha256 = hashSiteToken(token);
   site.addedAt = nowIso;
   site.revokedAt = null;

@@ -189,7 +189,7 @@ function renderSites(sites) {
         element('td', {}, s.name),
         element('td', {}, element('span', { className: `badge ${status}` }, status)),
         element('td', {}, time(s.lastSeenAt)),
-        element('td', {}, s.backend ?? '—'),
+        element('td', {}, s.backend ? `${s.backend}${s.gpu ? ` on ${s.gpu}` : ''}` : '—'),
         element('td', {}, s.agentVersion ?? '—'),
         element('td', {}, counts(s.trainExams)),
         element('td', {}, counts(s.valExams)),

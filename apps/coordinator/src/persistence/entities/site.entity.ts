@@ -22,6 +22,10 @@ export class SiteEntity {
   @Column({ type: 'varchar', length: 64, nullable: true })
   backend!: string | null;
 
+  /** GPU name from the last `site:hello`; null on CPU backends. */
+  @Column({ type: 'varchar', length: 128, nullable: true })
+  gpu!: string | null;
+
   @Column({ name: 'agent_version', type: 'varchar', length: 64, nullable: true })
   agentVersion!: string | null;
 
