@@ -69,6 +69,34 @@ describe('decodeHounsfield', () => {
     });
   });
 
+  describe('when all 16 bits are stored', () => {
+    it('rescales signed values', () => {
+      // 0xFC18 is -1000 as int16; -1000 * 1.5 - 24 = -1524. 0x7FFF is 32767; 32767 * 1.5 - 24 = 49126.5.
+      const bytes = new Uint8Array([0x18, 0xfc, 0xff, 0x7f]);
+      const hu = decodeHounsfield(header({ pixelRepresentation: 1, rescaleSlope: 1.5, rescaleIntercept: -24 }), bytes, true);
+      expect(Array.from(hu)).toEqual([-1524, 49126.5]);
+    });
+
+    it('rescales unsigned values', () => {
+      const bytes = new Uint8Array([0x18, 0xfc, 0x00, 0x04]);
+      const hu = decodeHounsfield(header({ rescaleIntercept: -1024 }), bytes, true);
+      expect(Array.from(hu)).toEqual([0xfc18 - 1024, 0]);
+    });
+
+    it('reads pixel data at an odd byte offset', () => {
+      const file = new Uint8Array([0xaa, 0x18, 0xfc, 0xff, 0x7f]);
+      const hu = decodeHounsfield(header({ pixelRepresentation: 1 }), file.subarray(1), true);
+      expect(Array.from(hu)).toEqual([-1000, 32767]);
+    });
+
+    it('writes into a given target', () => {
+      const target = new Float32Array(4).fill(7);
+      const hu = decodeHounsfield(header({ pixelRepresentation: 1 }), new Uint8Array([0x18, 0xfc, 0x01, 0x00]), true, target.subarray(1, 3));
+      expect(Array.from(target)).toEqual([7, -1000, 1, 7]);
+      expect(hu.buffer).toBe(target.buffer);
+    });
+  });
+
   describe('when PixelData is short', () => {
     it('names the file and tag', () => {
       expect(() => decodeHounsfield(header({}), new Uint8Array(3), true)).toThrow('/archive/slice.dcm: PixelData (7FE0,0010): PixelData has 3 bytes, expected 4 for 1x2 at 16 bits');

@@ -65,7 +65,8 @@ async function readFileBytes(path: string, maxBytes: number): Promise<Uint8Array
   try {
     const { size } = await handle.stat();
     if (size > maxBytes) throw new DicomReadError('too-large', path, undefined, `file has ${size} bytes, more than the limit of ${maxBytes}`);
-    const bytes = new Uint8Array(size);
+    // Not zero-filled: the read overwrites every byte, and a short read is cut off below.
+    const bytes = Buffer.allocUnsafeSlow(size);
     let filled = 0;
     while (filled < size) {
       const { bytesRead } = await handle.read(bytes, filled, size - filled, filled);
