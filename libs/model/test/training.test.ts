@@ -5,7 +5,7 @@ import { drawTransform, sliceWindow, transformExam, type ExamTransform } from '.
 import { clipByGlobalNorm } from '../src/covnet/gradient-clipping';
 import { seededRandom } from '../src/covnet/random';
 import { epochOrder } from '../src/covnet/training';
-import { syntheticExam } from './helpers';
+import { maxAbsDifference, syntheticExam } from './helpers';
 
 beforeAll(async () => {
   await initBackend({ prefer: 'wasm' });
@@ -183,7 +183,7 @@ describe('Covnet.trainLocal options', () => {
       const swapped = exams.map((e) => ({ input: e.input, label: swapLabel[e.label] }));
       const model = createCovnet({ backbone: 'small', inputSize: 32, seed: 2 });
       try {
-        const result = await model.trainLocal(exams, { epochs: 15, learningRate: 3e-3, batchSize: 2, seed: 2, validationExams: swapped, patience: 2 });
+        const result = await model.trainLocal(exams, { epochs: 15, learningRate: 3e-3, batchSize: 2, seed: 2, validationExams: swapped, patience: 2, recalibrateBatchNorm: false });
         expect(result.stoppedEarly).toBe(true);
         expect(result.epochsRun).toBeLessThan(15);
         expect(result.validationLosses).toHaveLength(result.epochsRun);
@@ -195,6 +195,36 @@ describe('Covnet.trainLocal options', () => {
         const { probs, labels } = await model.evaluate(swapped);
         const recomputed = probs.reduce((sum, row, i) => sum - Math.log(row[labels[i]]), 0) / probs.length;
         expect(recomputed).toBeCloseTo(bestLoss, 4);
+      } finally {
+        model.dispose();
+      }
+    });
+  });
+
+  describe('when BN statistics are recalibrated', () => {
+    it('sets them to the training set statistics', async () => {
+      const same = [0, 1, 2, 0].map((label, i) => syntheticExam(label as 0 | 1 | 2, 3, 32, 70 + i));
+      const model = createCovnet({ backbone: 'small', inputSize: 32, seed: 12 });
+      try {
+        // One batch holds every exam, so the recalibrated statistics are those of all 12 slices.
+        await model.trainLocal(same, { epochs: 3, learningRate: 3e-3, batchSize: 4 });
+        const weights = model.getNamedWeights();
+        const named = (name: string) => weights.find((w) => w.name === name)!;
+        const kernel = named('stage1_conv/kernel');
+
+        // Reference on cpu: stage1_conv (3x3, stride 2, padding 1) of the grey slices repeated
+        // into three channels, then the per-channel mean and variance over all slices.
+        await tf.setBackend('cpu');
+        const [mean, variance] = tf.tidy(() => {
+          const grey = tf.concat(same.map((e) => tf.tensor4d(e.input.data, [3, 32, 32, 1])));
+          const rgb = tf.pad(tf.concat([grey, grey, grey], 3), [[0, 0], [1, 1], [1, 1], [0, 0]]);
+          const conv = tf.conv2d(rgb as tf.Tensor4D, tf.tensor4d(kernel.data, kernel.shape as [number, number, number, number]), 2, 'valid');
+          const moments = tf.moments(conv, [0, 1, 2]);
+          return [moments.mean.dataSync(), moments.variance.dataSync()];
+        });
+        await tf.setBackend('wasm');
+        expect(maxAbsDifference(named('stage1_bn/moving_mean').data, mean)).toBeLessThan(1e-4);
+        expect(maxAbsDifference(named('stage1_bn/moving_variance').data, variance)).toBeLessThan(1e-4 * Math.max(1, ...variance));
       } finally {
         model.dispose();
       }

@@ -48,6 +48,13 @@ export interface TrainHyperParameters {
   /** Epochs without a lower validation loss before training stops. Default 2. */
   patience?: number;
   /**
+   * After the last epoch, recompute the BN moving statistics as the average of the batch
+   * statistics over one pass of the training exams (no augmentation), with the final
+   * weights. Moving averages lag behind weights that change quickly, as in a short local
+   * round, and inference then normalises with stale statistics. Default true.
+   */
+  recalibrateBatchNorm?: boolean;
+  /**
    * Gradient worker threads, one wasm backend and model replica each. A batch is split by
    * exam across them, so batchSize should be at least workers; each worker's BN
    * normalises over its own share of slices. Default 1: train in this thread.
@@ -157,6 +164,8 @@ export async function trainModel(
       epochsRun = epoch + 1;
 
       if (validation.length > 0) {
+        // NOTE: the validation loss uses the moving BN statistics as they are after the epoch,
+        // before any recalibration, so the best epoch is chosen with slightly stale statistics.
         const loss = await validationLoss(model, validation);
         validationLosses.push(loss);
         if (best === undefined || loss < best.loss) {
@@ -171,6 +180,9 @@ export async function trainModel(
     if (best !== undefined && best.epoch !== epochsRun) {
       // Moving BN statistics are restored too, because they belong to the best epoch's weights.
       model.weights.forEach((w, i) => w.write(best!.weights[i]));
+    }
+    if (hyper.recalibrateBatchNorm ?? true) {
+      await recalibrateBatchNorm(model, exams, batchSize, hyper.maxSlicesPerExam, random);
     }
   } finally {
     optimizer.dispose();
@@ -226,6 +238,40 @@ function trainStep(
     tf.dispose(grads);
   }
   return lossSum;
+}
+
+/**
+ * Sets each BN layer's moving mean and variance to the average of its batch statistics over
+ * the exams, run in batches of `batchSize` exams in training mode without a gradient. The
+ * k-th batch (from 0) is folded in with momentum k / (k + 1), which makes the moving value
+ * the running average; the layers' own momentum is restored afterwards.
+ */
+async function recalibrateBatchNorm(
+  model: tf.LayersModel,
+  exams: LabelledExam[],
+  batchSize: number,
+  maxSlicesPerExam: number | undefined,
+  random: () => number,
+): Promise<void> {
+  // tfjs-layers reads `momentum` on every training-mode call, so it can be changed between calls.
+  const layers = model.layers.filter((l) => l.getClassName() === 'BatchNormalization') as unknown as { momentum: number }[];
+  const momentum = layers.map((l) => l.momentum);
+  try {
+    for (let start = 0, k = 0; start < exams.length; start += batchSize, k++) {
+      layers.forEach((l) => {
+        l.momentum = k / (k + 1);
+      });
+      const inputs = exams.slice(start, start + batchSize).map((e) => sliceWindow(e.input, maxSlicesPerExam, random));
+      tf.tidy(() => {
+        sliceFeatureModel(model).apply(tf.concat(inputs.map((input) => examTensor(input))), { training: true });
+      });
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  } finally {
+    layers.forEach((l, i) => {
+      l.momentum = momentum[i];
+    });
+  }
 }
 
 /** Adds weight decay to the gradients, clips them and applies one Adam step. */
