@@ -7,9 +7,9 @@ import { sharedDataDir } from './shared-data';
 const SLICES = 20;
 const SIZE = 64;
 
-// A hand-built chest: a soft-tissue body (40 HU), two lungs (-850 HU) from slice 2 to 15, a
-// trachea (-1000 HU, radius 4 pixels) from slice 12 to the top, and main bronchi in slices 12
-// and 13 that join it to both lungs. Below the body lies a table (200 HU) with air inside it.
+// A hand-built chest with a soft-tissue body (40 HU) and two lungs (-850 HU) from slice 2 to 15.
+// A trachea (-1000 HU, radius 4 pixels) runs from slice 12 to the top, and main bronchi in
+// slices 12 and 13 join it to both lungs. Below the body lies a table (200 HU) with air inside it.
 // A nodule (40 HU) sits inside the left-image lung. Pixels are 1 mm.
 function buildChest(): Volume {
   const hu = new Float32Array(SLICES * SIZE * SIZE).fill(-1000);

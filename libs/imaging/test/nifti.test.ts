@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NiftiReadError, readNiftiVolume, type Volume } from '../src';
 import { buildNifti, encodeSamples, patternValues, type NiftiSpec } from './helpers/nifti-builder';
 
-// Expected values come from nibabel 5.0.0 with numpy 1.24 (computed once on these same files,
-// written here as literals): as_closest_canonical(img).get_fdata() gives a RAS+ array C of
-// shape (nx, ny, nz), and the axial layout is value[k][row][col] = C[nx-1-col, ny-1-row, k].
+// Expected values come from nibabel 5.0.0 with numpy 1.24, computed once on these same files and
+// written here as literals. as_closest_canonical(img).get_fdata() gives a RAS+ array C of shape
+// (nx, ny, nz), and the axial layout is value[k][row][col] = C[nx-1-col, ny-1-row, k].
 // Pixel spacing is [zoom y, zoom x] and slice spacing zoom z of the canonical image.
 interface Case {
   name: string;

@@ -28,7 +28,7 @@ export interface NiftiHeader {
   sclInter: number;
   /** Voxel (i, j, k) to world (RAS+, mm) as the rows of a 3x4 matrix. */
   affine: number[][];
-  /** Which of sform, qform or pixdim gave the affine. */
+  /** Source of the affine: the sform, the qform or pixdim alone. */
   affineSource: 'sform' | 'qform' | 'pixdim';
 }
 
@@ -57,8 +57,8 @@ const MAX_INFLATED_BYTES = 4 * 1024 ** 3 - 1;
 
 /**
  * Reads a NIfTI-1 or NIfTI-2 file (.nii, or .nii.gz inflated with node:zlib) as a CT volume in
- * HU. Values are multiplied by scl_slope and added to scl_inter (no scaling when scl_slope is 0,
- * as the NIfTI-1 standard says). Voxel axes are permuted and flipped so that the result reads
+ * HU. Values are multiplied by scl_slope and added to scl_inter. A scl_slope of 0 means no
+ * scaling, as the NIfTI-1 standard defines it. Voxel axes are permuted and flipped so that the result reads
  * like an axial DICOM series: columns run to the patient's left, rows to the posterior, and
  * slices from feet to head. The affine comes from the sform when sform_code > 0, else from the
  * qform when qform_code > 0, else from pixdim alone (the order nibabel's get_best_affine uses).

@@ -158,9 +158,9 @@ function cutAcrossMidline(candidate: Uint8Array, body: Uint8Array, volume: Volum
   return cuts;
 }
 
-// Gives each 2-D region of the component, per slice, the side of the body's middle its centroid
-// lies on, then clears every voxel on the image's left side that touches a voxel of the image's
-// right side in the neighbouring slice.
+// Assigns each 2-D region of the component, per slice, to the side of the body's middle where its
+// centroid lies. Then every left-side voxel that touches a right-side voxel in the neighbouring
+// slice is cleared.
 function separateSidesAcrossSlices(candidate: Uint8Array, body: Uint8Array, labels3d: Int32Array, label3d: number, volume: Volume): void {
   const { slices, rows, columns } = volume;
   const sliceSize = rows * columns;

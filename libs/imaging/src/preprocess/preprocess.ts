@@ -100,9 +100,9 @@ export function selectSlices(total: number, count: number): number[] {
 }
 
 /**
- * Chooses the square crop of a volume: around the lungs' in-plane bounding box over all
- * slices, with a margin of marginFraction of its larger side; around the body (voxels above
- * -500 HU) when the lung mask has fewer than 50 voxels; else the whole image.
+ * Chooses the square crop of a volume around the lungs' in-plane bounding box over all slices,
+ * with a margin of marginFraction of the box's larger side. When the lung mask has fewer than
+ * 50 voxels, the box is the body's (voxels above -500 HU), and without a body it is the whole image.
  */
 export function lungCropBox(volume: Volume, lungMask: LungMask, marginFraction = 0.1): { crop: CropBox; source: 'lungs' | 'body' | 'image' } {
   const { mask } = lungMask;

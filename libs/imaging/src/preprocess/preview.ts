@@ -15,10 +15,10 @@ export const OUTLINE_RGB = [255, 0, 0] as const;
 export const CROP_RGB = [0, 255, 0] as const;
 
 /**
- * Renders one slice at its own resolution for a site admin to check what the model will see:
- * the slice in the lung window (level -600, width 1500 HU) in gray, the outline of the lung
- * mask in red (mask pixels with a 4-neighbour outside the mask or on the image edge), and the
- * crop box in green on top.
+ * Renders one slice at its own resolution, so that a site admin can check what the model will
+ * see. The slice is drawn in the lung window (level -600, width 1500 HU) in gray. The outline
+ * of the lung mask is red: mask pixels with a 4-neighbour outside the mask or on the image
+ * edge. The crop box is drawn last, in green.
  * @throws RangeError for a slice index outside the volume.
  */
 export function renderLungPreview(volume: Volume, lungMask: LungMask, crop: CropBox, slice: number, windowLevel = -600, windowWidth = 1500): PreviewImage {

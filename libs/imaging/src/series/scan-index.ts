@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import type { CtSliceHeader } from '../dicom/ct-header';
 import type { DicomRejectCode } from '../dicom/errors';
 
-/** What a scan learnt from one file: per-frame headers with HU statistics, or why it was skipped. */
+/** Result of scanning one file: per-frame headers with HU statistics, or the reason it was skipped. */
 export type ScannedFile =
   | { frames: { header: CtSliceHeader; min: number; max: number; sum: number; count: number }[] }
   | { skip: { code: DicomRejectCode | 'io-error'; reason: string } };

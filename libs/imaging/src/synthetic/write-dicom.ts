@@ -29,7 +29,7 @@ export function makeUid(random: SeededRandom): string {
   return `2.25.${value.toString()}`;
 }
 
-/** How one series of an exam is labelled, for exams that hold several reconstructions. */
+/** Labels of one series of an exam, for exams that contain several reconstructions. */
 export interface SyntheticSeriesOptions {
   /** ImageType values (default ORIGINAL, PRIMARY, AXIAL). */
   imageType?: string[];

@@ -77,7 +77,8 @@ export function patternValues(dims: [number, number, number], offset = 0): numbe
 
 /** Encodes numbers as samples of a typed-array type, in the given byte order. */
 export function encodeSamples(values: number[], kind: 'int16' | 'uint8' | 'float32', littleEndian = true): Uint8Array {
-  const size = kind === 'uint8' ? 1 : kind === 'int16' ? 2 : 4;
+  const sizes = { uint8: 1, int16: 2, float32: 4 };
+  const size = sizes[kind];
   const out = new Uint8Array(values.length * size);
   const view = new DataView(out.buffer);
   values.forEach((value, i) => {
