@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 /**
- * Returns the agent's default cache folder, `~/.cache/covnet-site-agent`. It holds the scan
+ * Returns the agent's default cache folder, `~/.cache/covnet-site-agent`. It contains the scan
  * indexes and the preprocessed exams, both derived from the archive and safe to delete.
  */
 export function defaultCacheDir(): string {

@@ -56,7 +56,7 @@ export async function classifyExamFolder(examDir: string): Promise<{ format: Exa
  * exam, and several files are one exam whose slices follow the file names in natural order
  * ("2.png" before "10.png"), evenly thinned to at most maxSlices. With a cache, the input is
  * read from it when no file of the folder has changed size or mtime, and stored after preprocessing.
- * @throws Error naming the folder when it holds no usable volume, series or image.
+ * @throws Error naming the folder when it contains no usable volume, series or image.
  */
 export async function loadExamInput(examDir: string, spec: InputSpec, options: { cache?: PreprocessCache } = {}): Promise<ModelInput> {
   const { cache } = options;
