@@ -1,0 +1,100 @@
+import { cpus } from 'node:os';
+import { createCovnet, initBackend, type LabelledExam } from '@covnet/model';
+
+const INPUT_SIZE = 224;
+const INFER_SLICES = 64;
+const INFER_RUNS = 2;
+// Each exam in a training step has TRAIN_SLICES_PER_EXAM slices, and each thread gets
+// TRAIN_EXAMS_PER_THREAD exams: 4 slices of activations and gradients per wasm heap, which
+// stays well inside its 4 GB.
+const TRAIN_SLICES_PER_EXAM = 2;
+const TRAIN_EXAMS_PER_THREAD = 2;
+const TRAIN_STEPS = 3;
+
+/** Grey slices with a smooth gradient and a bright disc, so activations are not all zero. */
+function syntheticExam(slices: number, seed: number): LabelledExam['input'] {
+  const data = new Float32Array(slices * INPUT_SIZE * INPUT_SIZE);
+  for (let s = 0; s < slices; s++) {
+    for (let y = 0; y < INPUT_SIZE; y++) {
+      for (let x = 0; x < INPUT_SIZE; x++) {
+        const disc = (x - 112) ** 2 + (y - 100 - s) ** 2 < 900 ? 0.4 : 0;
+        data[(s * INPUT_SIZE + y) * INPUT_SIZE + x] = 0.2 + (0.3 * (x + seed)) / INPUT_SIZE + disc;
+      }
+    }
+  }
+  return { slices, size: INPUT_SIZE, data };
+}
+
+function progress(message: string): void {
+  process.stderr.write(`covnet: ${message}\n`);
+}
+
+/** Seconds to predict one 64-slice exam: the fastest of INFER_RUNS runs after a warm-up. */
+async function inferSeconds(workers: number): Promise<number> {
+  const model = createCovnet({ backbone: 'resnet50', inputSize: INPUT_SIZE, seed: 1, workers });
+  try {
+    const exam = syntheticExam(INFER_SLICES, 0);
+    await model.predict(exam);
+    const seconds: number[] = [];
+    for (let run = 0; run < INFER_RUNS; run++) {
+      const started = performance.now();
+      await model.predict(exam);
+      seconds.push((performance.now() - started) / 1000);
+      progress(`${workers} thread(s): predict ${INFER_SLICES} slices in ${seconds[run].toFixed(2)} s`);
+    }
+    return Math.min(...seconds);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Training slices per second: the fastest of TRAIN_STEPS Adam steps after a warm-up step. */
+async function trainSlicesPerSecond(workers: number): Promise<number> {
+  const model = createCovnet({ backbone: 'resnet50', inputSize: INPUT_SIZE, seed: 1, workers });
+  try {
+    const examsPerStep = TRAIN_EXAMS_PER_THREAD * workers;
+    const exams: LabelledExam[] = Array.from({ length: examsPerStep }, (_, i) => ({
+      input: syntheticExam(TRAIN_SLICES_PER_EXAM, i + 1),
+      label: (i % 3) as 0 | 1 | 2,
+    }));
+    // BN recalibration is a forward pass at the end of a round, not part of a step.
+    const hyper = { epochs: 1, learningRate: 1e-4, batchSize: examsPerStep, recalibrateBatchNorm: false };
+    await model.trainLocal(exams, hyper);
+    const rates: number[] = [];
+    for (let step = 0; step < TRAIN_STEPS; step++) {
+      const started = performance.now();
+      await model.trainLocal(exams, hyper);
+      rates.push((examsPerStep * TRAIN_SLICES_PER_EXAM) / ((performance.now() - started) / 1000));
+      progress(`${workers} thread(s): training step at ${rates[step].toFixed(2)} slices/s`);
+    }
+    return Math.max(...rates);
+  } finally {
+    model.dispose();
+  }
+}
+
+/**
+ * COVNet-ResNet-50 at 224 pixels on the backend that initBackend chooses: seconds per
+ * 64-slice exam and training slices per second, with one wasm worker thread per core and,
+ * for comparison, in the main thread alone. Each figure is the best of a few runs, because
+ * on a shared machine other jobs only ever slow a run down.
+ */
+export async function benchCovnet() {
+  const choice = await initBackend();
+  progress(choice.reason);
+  // Worker threads are how wasm uses several cores; a native backend has its own threads.
+  const workers = choice.rung === 'wasm' ? Math.max(1, cpus().length) : 1;
+  const note = `backend ${choice.rung}, ${workers} worker thread(s)`;
+  const figures = [
+    { name: 'covnet.resnet50.infer_s_per_exam64', value: await inferSeconds(workers), unit: 's', note },
+    { name: 'covnet.resnet50.train_slices_per_s', value: await trainSlicesPerSecond(workers), unit: 'slices/s', note },
+  ];
+  if (workers > 1) {
+    const single = `backend ${choice.rung}, main thread only`;
+    figures.push(
+      { name: 'covnet.resnet50.infer_s_per_exam64_1thread', value: await inferSeconds(1), unit: 's', note: single },
+      { name: 'covnet.resnet50.train_slices_per_s_1thread', value: await trainSlicesPerSecond(1), unit: 'slices/s', note: single },
+    );
+  }
+  return figures;
+}
