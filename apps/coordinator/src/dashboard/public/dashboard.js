@@ -310,7 +310,7 @@ function chart(rounds, data, colour) {
   ];
   if (lines.every((line) => line.points.every((p) => p.auc === null))) {
     const empty = svg('text', { class: 'empty', x: CHART.left + plotWidth / 2, y: CHART.top + plotHeight / 2, 'text-anchor': 'middle' });
-    empty.textContent = rounds.length === 0 ? 'no evaluation yet' : 'no AUC: the validation exams lack positives or negatives of this class';
+    empty.textContent = rounds.length === 0 ? 'no evaluation yet' : 'no AUC: no positive or no negative exams';
     root.append(empty);
   }
   lines.forEach((line, index) => {
