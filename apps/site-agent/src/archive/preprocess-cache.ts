@@ -14,6 +14,8 @@ type InputMetadata = Omit<ModelInput, 'data'>;
  * Preprocessed exams on disk, one file per key, so that later runs of the agent read no
  * DICOM. Files are written to a temporary name and renamed, so a reader never sees half a
  * file. A file that cannot be read counts as a miss.
+ * NOTE: nothing is evicted. An exam whose files change leaves its old entry behind, about
+ * slices x size x size x 4 bytes, until the folder is deleted.
  */
 export class PreprocessCache {
   constructor(readonly dir: string) {}

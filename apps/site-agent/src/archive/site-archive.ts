@@ -2,7 +2,6 @@ import { join } from 'node:path';
 import { readLabels, type ModelInput } from '@covnet/imaging';
 import { CLASS_NAMES, type ClassCounts, type ClassName } from '@covnet/protocol';
 import { log } from '../log';
-import { defaultCacheDir } from './cache-dir';
 import { loadExamInput, type InputSpec } from './exam-input';
 import { PreprocessCache } from './preprocess-cache';
 
@@ -24,8 +23,9 @@ export interface PreparedExam {
 /**
  * A hospital's archive as the agent sees it: `labels.csv` plus one folder per
  * exam, holding DICOM files, one NIfTI volume, or PNG/JPEG slices (see loadExamInput).
- * Preprocessed inputs are kept in memory per input geometry, and on disk in a
- * PreprocessCache per exam, so later rounds and later runs read no image file.
+ * Preprocessed inputs are kept in memory per input geometry, so later rounds read
+ * no image file. With a cache folder they are also kept on disk per exam, so later
+ * runs of the agent read no image file either.
  */
 export class SiteArchive {
   private prepared: { key: string; train: PreparedExam[]; val: PreparedExam[] } | null = null;
@@ -33,12 +33,13 @@ export class SiteArchive {
   private constructor(
     readonly dir: string,
     readonly exams: ExamRecord[],
-    private readonly cache: PreprocessCache,
+    private readonly cache: PreprocessCache | undefined,
   ) {}
 
   /**
    * Reads and validates `labels.csv`; errors name the line.
-   * @param options.cacheDir folder of the preprocessed-exam cache (default: defaultCacheDir()).
+   * @param options.cacheDir folder of the agent's cache (see defaultCacheDir); preprocessed
+   *   exams go to its `preprocessed` subfolder. Without it nothing is written to disk.
    */
   static async open(dir: string, options: { cacheDir?: string } = {}): Promise<SiteArchive> {
     const labels = await readLabels(dir);
@@ -50,7 +51,8 @@ export class SiteArchive {
     }
     const held = labels.length - exams.length;
     if (held > 0) log.info({ archive: dir, testExams: held }, 'test exams held out of the federation');
-    return new SiteArchive(dir, exams, new PreprocessCache(join(options.cacheDir ?? defaultCacheDir(), 'preprocessed')));
+    const cache = options.cacheDir === undefined ? undefined : new PreprocessCache(join(options.cacheDir, 'preprocessed'));
+    return new SiteArchive(dir, exams, cache);
   }
 
   counts(split: 'train' | 'val'): ClassCounts {
