@@ -122,7 +122,7 @@ export class Covnet {
   async explain(exam: ExamInput, classIndex?: number): Promise<GradCamResult> {
     this.assertUsable();
     validateExam(exam, this.inputSize);
-    const features = tf.tidy(() => this.featureModel().apply(examTensor(exam), { training: false }) as tf.Tensor4D);
+    const features = this.lastFeatureMaps(exam) as tf.Tensor4D;
     try {
       const head = {
         slicePool: this.model.getLayer('slice_pool'),
@@ -142,7 +142,7 @@ export class Covnet {
   async featureMaps(exam: ExamInput): Promise<{ shape: number[]; data: Float32Array }> {
     this.assertUsable();
     validateExam(exam, this.inputSize);
-    const features = tf.tidy(() => this.featureModel().apply(examTensor(exam), { training: false }) as tf.Tensor);
+    const features = this.lastFeatureMaps(exam);
     try {
       return { shape: [...features.shape], data: (await features.data()) as Float32Array };
     } finally {
@@ -185,6 +185,14 @@ export class Covnet {
       this.pool = await GradientWorkerPool.start(workers, { backbone: this.backbone, inputSize: this.inputSize });
     }
     return this.pool;
+  }
+
+  /**
+   * Computes the backbone's last feature maps in inference mode, a few slices per pass as in
+   * predict, because one pass over a 64-slice ResNet-50 exam would exceed wasm's heap.
+   */
+  private lastFeatureMaps(exam: ExamInput): tf.Tensor {
+    return tf.tidy(() => this.featureModel().predict(examTensor(exam), { batchSize: 8 }) as tf.Tensor);
   }
 
   /** Sub-model from the input to the backbone output; it shares the weights of the full model. */
