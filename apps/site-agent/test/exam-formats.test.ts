@@ -63,6 +63,16 @@ describe('loadExamInput formats', () => {
     }
   });
 
+  describe('when a NIfTI file has a JSON sidecar', () => {
+    it('classifies the folder as NIfTI', async () => {
+      const dir = join(work, 'nifti-sidecar');
+      await mkdir(dir);
+      await writeFile(join(dir, 'ct.nii'), niftiInt16(new Float32Array(8), [2, 2, 2], [1, 1, 1]));
+      await writeFile(join(dir, 'ct.json'), '{"Modality": "CT"}');
+      expect(await classifyExamFolder(dir)).toEqual({ format: 'nifti', files: [join(dir, 'ct.nii')] });
+    });
+  });
+
   describe('when the folder holds several PNG files', () => {
     let dir: string;
 

@@ -28,22 +28,27 @@ export type ExamFormat = 'dicom' | 'nifti' | 'images';
 
 const IMAGE_PATTERN = /\.(png|jpe?g)$/i;
 const NIFTI_PATTERN = /\.nii(\.gz)?$/i;
+// Text files that converters such as dcm2niix write beside a NIfTI volume (e.g. a BIDS .json sidecar).
+const SIDECAR_PATTERN = /\.(json|txt|md|csv|tsv)$/i;
 
 /**
  * Decides how an exam folder is read from the names of its files (hidden files such as
- * .DS_Store are ignored). One .nii or .nii.gz file and nothing else is a NIfTI volume.
+ * .DS_Store are ignored). One .nii or .nii.gz file, alone or beside text sidecars (.json,
+ * .txt, .md, .csv, .tsv), is a NIfTI volume.
  * PNG and JPEG files and nothing else are an image exam. Anything else is read as DICOM,
  * whatever the file names.
  * @returns the format and the files to read, sorted by name.
  */
 export async function classifyExamFolder(examDir: string): Promise<{ format: ExamFormat; files: string[] }> {
-  const names = (await readdir(examDir, { withFileTypes: true }))
-    .filter((entry) => entry.isFile() && !entry.name.startsWith('.'))
-    .map((entry) => entry.name)
-    .sort(compareFileNames);
-  const onlyFiles = (await readdir(examDir)).filter((name) => !name.startsWith('.')).length === names.length;
+  const visible = (await readdir(examDir, { withFileTypes: true })).filter((entry) => !entry.name.startsWith('.'));
+  const names = visible.filter((entry) => entry.isFile()).map((entry) => entry.name);
+  names.sort(compareFileNames);
+  // A subfolder (e.g. a DICOMDIR layout) means the folder is read as DICOM.
+  const onlyFiles = names.length === visible.length;
   const files = names.map((name) => join(examDir, name));
-  if (onlyFiles && names.length === 1 && NIFTI_PATTERN.test(names[0])) return { format: 'nifti', files };
+  const volumes = files.filter((path) => NIFTI_PATTERN.test(path));
+  const sidecarsOnly = files.every((path) => NIFTI_PATTERN.test(path) || SIDECAR_PATTERN.test(path));
+  if (onlyFiles && volumes.length === 1 && sidecarsOnly) return { format: 'nifti', files: volumes };
   if (onlyFiles && names.length > 0 && names.every((name) => IMAGE_PATTERN.test(name))) return { format: 'images', files };
   return { format: 'dicom', files };
 }
@@ -80,7 +85,7 @@ export async function loadExamInput(examDir: string, spec: InputSpec, options: {
 // (which could change the choice) invalidates the cached input.
 async function fingerprint(examDir: string): Promise<[string, number, number][]> {
   const entries = await readdir(examDir, { recursive: true, withFileTypes: true });
-  const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath ?? entry.path, entry.name));
+  const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
   files.sort();
   return Promise.all(
     files.map(async (path) => {
