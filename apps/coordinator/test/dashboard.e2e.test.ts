@@ -26,11 +26,12 @@ function metrics(auc: SiteMetrics['auc'], gap: number): SiteMetrics {
     valExams: 4,
     loss: 0.5,
     auc,
-    confusion: [[1, 0, 0], [0, 1, 0], [0, 0, 2]],
+    // Two COVID-19 and two CAP exams: the histogram totals match valExams and the confusion rows.
+    confusion: [[2, 0, 0], [0, 2, 0], [0, 0, 0]],
     histograms: {
       covid19: { positive: histogram({ [100 + gap]: 1, 60: 1 }), negative: histogram({ 100: 1, 80: 1 }) },
-      cap: { positive: histogram({ 150: 1 }), negative: histogram({ 50: 3 }) },
-      non_pneumonia: { positive: histogram(), negative: histogram() },
+      cap: { positive: histogram({ 150: 2 }), negative: histogram({ 50: 2 }) },
+      non_pneumonia: { positive: histogram(), negative: histogram({ 80: 4 }) },
     },
   };
 }

@@ -126,6 +126,8 @@ describe('FederationGateway', () => {
 
       expect(await code(a.upload(2, 0, 1, good))).toBe('stale_round');
       expect(await code(a.upload(1, 7, 1, good))).toBe('wrong_model_version');
+      // HELLO declares 1 + 1 + 1 training exams; a claim of 4 would outweigh the other sites.
+      expect(await code(a.upload(1, 0, 4, good))).toBe('invalid_message');
 
       const renamed: NamedTensor[] = initialTensors().map((t, i) => (i === 2 ? { ...t, name: 'bn/moving_variance' } : t));
       expect(await code(a.upload(1, 0, 1, encodeWeights(renamed)))).toBe('weights_mismatch');

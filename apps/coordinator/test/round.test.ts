@@ -45,26 +45,29 @@ function histogram(entries: Record<number, number> = {}): number[] {
 
 // Site A: covid19 positives 2 in bin 150; negatives 1 in bin 50, 1 in bin 150.
 // Site B: covid19 positive 1 in bin 100; negative 1 in bin 120.
+// Every CAP positive scores above every CAP negative, and no site has a
+// non-pneumonia exam, so pooled CAP AUC is 1 and non-pneumonia AUC undefined.
+// Histogram totals match valExams and the confusion rows, as the protocol requires.
 const METRICS_A: SiteMetrics = {
   valExams: 4,
   loss: 0.75,
   auc: { covid19: 0.75, cap: 1, non_pneumonia: null },
-  confusion: [[2, 0, 0], [0, 1, 0], [1, 0, 0]],
+  confusion: [[2, 0, 0], [1, 1, 0], [0, 0, 0]],
   histograms: {
     covid19: { positive: histogram({ 150: 2 }), negative: histogram({ 50: 1, 150: 1 }) },
-    cap: { positive: histogram({ 10: 1 }), negative: histogram({ 5: 1 }) },
-    non_pneumonia: { positive: histogram(), negative: histogram() },
+    cap: { positive: histogram({ 10: 2 }), negative: histogram({ 5: 2 }) },
+    non_pneumonia: { positive: histogram(), negative: histogram({ 3: 4 }) },
   },
 };
 const METRICS_B: SiteMetrics = {
   valExams: 2,
   loss: 1.25,
   auc: { covid19: 0, cap: null, non_pneumonia: null },
-  confusion: [[0, 1, 0], [0, 0, 0], [0, 0, 1]],
+  confusion: [[0, 1, 0], [0, 1, 0], [0, 0, 0]],
   histograms: {
     covid19: { positive: histogram({ 100: 1 }), negative: histogram({ 120: 1 }) },
-    cap: { positive: histogram(), negative: histogram() },
-    non_pneumonia: { positive: histogram(), negative: histogram() },
+    cap: { positive: histogram({ 20: 1 }), negative: histogram({ 5: 1 }) },
+    non_pneumonia: { positive: histogram(), negative: histogram({ 3: 2 }) },
   },
 };
 

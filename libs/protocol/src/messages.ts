@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ProtocolError, type ErrorBody } from './errors';
-import { MAX_CHUNK_BYTES } from './version';
+import { CLASS_NAMES, MAX_CHUNK_BYTES } from './version';
 
 // Binary payloads arrive as Buffer under Node and as Uint8Array or ArrayBuffer
 // in other socket.io clients; all three are accepted and handed on as Uint8Array.
@@ -15,12 +15,18 @@ const binary = z
   });
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'expected a lowercase hex SHA-256 digest');
+/**
+ * Largest exam count any message may carry. No hospital archive comes near it,
+ * and the bound keeps a forged count from dominating a weighted average.
+ */
+export const MAX_EXAM_COUNT = 10_000_000;
 const count = z.number().int().nonnegative();
+const examCount = count.max(MAX_EXAM_COUNT);
 const siteName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected 1-64 letters, digits, dot, dash or underscore');
 const auc = z.number().min(0).max(1).nullable();
 
 export const classCountsSchema = z
-  .object({ covid19: count, cap: count, non_pneumonia: count })
+  .object({ covid19: examCount, cap: examCount, non_pneumonia: examCount })
   .strict();
 export type ClassCounts = z.infer<typeof classCountsSchema>;
 
@@ -80,7 +86,7 @@ export const updateBeginSchema = z
   .object({
     round: z.number().int().positive(),
     modelVersion: count,
-    numExamples: z.number().int().positive(),
+    numExamples: z.number().int().positive().max(MAX_EXAM_COUNT),
     trainLoss: z.number().finite().nonnegative(),
     payload: payloadRefSchema,
   })
@@ -102,7 +108,7 @@ export type PerClassAuc = z.infer<typeof perClassAucSchema>;
 
 /** Number of bins in the score histograms from which the coordinator pools AUC across sites. */
 export const HISTOGRAM_BINS = 200;
-const histogram = z.array(count).length(HISTOGRAM_BINS);
+const histogram = z.array(examCount).length(HISTOGRAM_BINS);
 
 /**
  * Aggregate evaluation metrics of one site on its own validation exams. Only
@@ -110,11 +116,11 @@ const histogram = z.array(count).length(HISTOGRAM_BINS);
  */
 export const siteMetricsSchema = z
   .object({
-    valExams: count,
+    valExams: examCount,
     loss: z.number().finite().nonnegative().nullable(),
     auc: perClassAucSchema,
     /** confusion[actual][predicted], class order of CLASS_NAMES */
-    confusion: z.array(z.array(count).length(3)).length(3),
+    confusion: z.array(z.array(examCount).length(3)).length(3),
     /** per class: histograms of that class's score for positive and negative exams */
     histograms: z
       .object({
@@ -124,7 +130,37 @@ export const siteMetricsSchema = z
       })
       .strict(),
   })
-  .strict();
+  .strict()
+  .superRefine((metrics, context) => {
+    // Every figure describes the same validation exams, so their counts must agree.
+    const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+    const confusionTotal = sum(metrics.confusion.map(sum));
+    if (confusionTotal !== metrics.valExams) {
+      context.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['confusion'],
+        message: `counts ${confusionTotal} exams, valExams is ${metrics.valExams}`,
+      });
+    }
+    for (const name of ['covid19', 'cap', 'non_pneumonia'] as const) {
+      const { positive, negative } = metrics.histograms[name];
+      const total = sum(positive) + sum(negative);
+      if (total !== metrics.valExams) {
+        context.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['histograms', name],
+          message: `counts ${total} exams, valExams is ${metrics.valExams}`,
+        });
+      }
+      if (sum(positive) !== sum(metrics.confusion[CLASS_NAMES.indexOf(name)])) {
+        context.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['histograms', name, 'positive'],
+          message: `counts ${sum(positive)} positive exams, the confusion matrix has ${sum(metrics.confusion[CLASS_NAMES.indexOf(name)])}`,
+        });
+      }
+    }
+  });
 export type SiteMetrics = z.infer<typeof siteMetricsSchema>;
 
 export const metricsReportSchema = z

@@ -53,3 +53,71 @@ describe('score histograms', () => {
     expect(() => scoreHistograms([1.5], [true])).toThrow(/outside \[0, 1\]/);
   });
 });
+
+describe('metrics:report', () => {
+  const zeros = () => new Array<number>(200).fill(0);
+  // Two validation exams: one COVID-19 scored 0.9, one non-pneumonia scored 0.2 for COVID-19.
+  function report() {
+    const covid = { positive: zeros(), negative: zeros() };
+    covid.positive[180] = 1;
+    covid.negative[40] = 1;
+    const cap = { positive: zeros(), negative: zeros() };
+    cap.negative[10] = 2;
+    const non = { positive: zeros(), negative: zeros() };
+    non.positive[150] = 1;
+    non.negative[5] = 1;
+    return {
+      round: 1,
+      modelVersion: 1,
+      trainExams: 5,
+      metrics: {
+        valExams: 2,
+        loss: 0.3,
+        auc: { covid19: 1, cap: null, non_pneumonia: 1 },
+        confusion: [
+          [1, 0, 0],
+          [0, 0, 0],
+          [0, 0, 1],
+        ],
+        histograms: { covid19: covid, cap, non_pneumonia: non },
+      },
+    };
+  }
+
+  it('accepts consistent counts', () => {
+    expect(() => parseEvent('metrics:report', report())).not.toThrow();
+  });
+
+  describe('when counts disagree with valExams', () => {
+    it('rejects a confusion matrix of another total', () => {
+      const bad = report();
+      bad.metrics.confusion[0][0] = 9e6;
+      expect(() => parseEvent('metrics:report', bad)).toThrow(/field metrics\.confusion: counts 9000001 exams, valExams is 2/);
+    });
+
+    it('rejects a histogram of another total', () => {
+      const bad = report();
+      bad.metrics.histograms.cap.negative[10] = 3;
+      expect(() => parseEvent('metrics:report', bad)).toThrow(/field metrics\.histograms\.cap: counts 3 exams/);
+    });
+  });
+
+  it('rejects a count above the exam limit', () => {
+    const bad = report();
+    bad.metrics.histograms.covid19.negative[0] = 1e300;
+    expect(() => parseEvent('metrics:report', bad)).toThrow(/metrics\.histograms\.covid19\.negative\.0/);
+  });
+});
+
+describe('update:begin', () => {
+  it('rejects an exam count that would dominate FedAvg', () => {
+    const payload = {
+      round: 1,
+      modelVersion: 0,
+      numExamples: 1e300,
+      trainLoss: 0.5,
+      payload: { sha256: 'a'.repeat(64), byteLength: 10, chunkCount: 1, chunkBytes: 1024 },
+    };
+    expect(() => parseEvent('update:begin', payload)).toThrow(/field numExamples/);
+  });
+});

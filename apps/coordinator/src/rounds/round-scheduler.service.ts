@@ -454,6 +454,17 @@ export class RoundScheduler implements OnApplicationShutdown {
   /** Starts an update upload after checking it is admissible. */
   beginUpdate(site: string, begin: UpdateBegin): { uploadId: string; nextIndex: number } {
     this.admit(site, begin.round, begin.modelVersion);
+    // FedAvg weighs an update by its exam count, so a site may not claim more
+    // training exams than its hello declared on this connection.
+    const hello = this.sessions.helloOf(site);
+    const declared = hello ? hello.trainExams.covid19 + hello.trainExams.cap + hello.trainExams.non_pneumonia : 0;
+    if (begin.numExamples > declared) {
+      this.log.warn({ site, round: begin.round, numExamples: begin.numExamples, declared }, `update from site ${site} rejected: exam count above its hello`);
+      throw new ProtocolError(
+        'invalid_message',
+        `update from site ${site} claims ${begin.numExamples} training exams, its site:hello declared ${declared}: dropped, round ${begin.round} continues`,
+      );
+    }
     const upload = this.uploads.start(site, begin, this.models.maxUpdateBytes);
     this.log.debug(
       { site, round: begin.round, uploadId: upload.id, bytes: begin.payload.byteLength, chunks: begin.payload.chunkCount },

@@ -50,6 +50,11 @@ export class SiteSessions extends EventEmitter {
     return true;
   }
 
+  /** Returns the `site:hello` of the site's current connection, or null before it arrives. */
+  helloOf(site: string): SiteHello | null {
+    return this.sessions.get(site)?.hello ?? null;
+  }
+
   isOnline(site: string): boolean {
     return this.sessions.has(site);
   }
