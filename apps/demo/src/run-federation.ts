@@ -89,7 +89,8 @@ export async function runFederation(plan: FederationPlan): Promise<{ rounds: Rou
         startProcess(
           site.name,
           'apps/site-agent/src/main.ts',
-          ['run', '--coordinator', url, '--archive', site.archive, '--audit-log', join(plan.workDir, 'sites', site.name, 'sent.jsonl'), '--seed', String(plan.seed)],
+          ['run', '--coordinator', url, '--archive', site.archive, '--audit-log', join(plan.workDir, 'sites', site.name, 'sent.jsonl'),
+            '--cache-dir', join(plan.workDir, 'sites', site.name, 'cache'), '--seed', String(plan.seed)],
           join(logs, `${site.name}.log`),
           { COVNET_SITE_TOKEN: tokens.get(site.name)! },
         ),

@@ -9,12 +9,15 @@ import { synthCommand } from './commands/synth';
 import { log } from './log';
 
 const USAGE = `usage: site-agent <command> [options]
-  scan DIR [--json]                           list CT series and unusable files of an archive
-  run --coordinator URL --token T --archive DIR [--status-file FILE] [--audit-log FILE]
+  scan DIR [--json] [--preview OUT_DIR] [--cache-dir DIR]
+                                              list CT series and unusable files of an archive;
+                                              --preview writes PNGs of the lung mask and crop
+  run --coordinator URL --token T --archive DIR [--status-file FILE] [--audit-log FILE] [--cache-dir DIR]
                                               join the federation (token also from COVNET_SITE_TOKEN)
   status --status-file FILE [--json] [--check]
                                               connection, current round and messages sent of a running agent
-  infer EXAM_DIR --model CHECKPOINT [--json]  class probabilities of one exam
+  infer EXAM_DIR --model CHECKPOINT [--out DIR] [--slices N] [--class NAME] [--json]
+                                              class probabilities of one exam and Grad-CAM overlays
   synth OUT_DIR --exams N --seed S [--rows R] write a synthetic chest CT archive as DICOM
   init-model --out FILE [--backbone small|resnet18|resnet50] [--input-size N]
                                               write an initial global model`;

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { initBackend } from '@covnet/model';
+import { defaultCacheDir } from '../archive/cache-dir';
 import { SiteArchive } from '../archive/site-archive';
 import { FederationAgent } from '../federation/agent';
 import { AgentStatus } from '../federation/agent-status';
@@ -15,6 +16,7 @@ export const RUN_OPTIONS = {
   archive: { type: 'string' },
   'audit-log': { type: 'string' },
   'status-file': { type: 'string' },
+  'cache-dir': { type: 'string' },
   seed: { type: 'string', default: '0' },
 } as const;
 
@@ -22,8 +24,10 @@ export const RUN_OPTIONS = {
 export const AGENT_ENVIRONMENT = ['COVNET_SITE_TOKEN', 'COVNET_LOG_LEVEL'] as const;
 
 /**
- * `run --coordinator URL --token T --archive DIR [--audit-log FILE] [--status-file FILE] [--seed S]`:
- * joins the federation and serves rounds until the coordinator ends it.
+ * `run --coordinator URL --token T --archive DIR [--audit-log FILE] [--status-file FILE] [--cache-dir DIR] [--seed S]`:
+ * joins the federation and serves rounds until the coordinator ends it. Preprocessed
+ * exams are cached in --cache-dir (default ~/.cache/covnet-site-agent), so a restarted
+ * agent reads no DICOM file of an unchanged exam again.
  * The token may come from COVNET_SITE_TOKEN instead of the command line,
  * where other users of the machine could read it in the process list.
  */
@@ -34,7 +38,8 @@ export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promis
   if (!token) throw new UsageError('--token T (or COVNET_SITE_TOKEN) is required');
   if (!values.archive) throw new UsageError('--archive DIR is required');
 
-  const archive = await SiteArchive.open(resolve(values.archive));
+  const cacheDir = resolve(values['cache-dir'] ?? defaultCacheDir());
+  const archive = await SiteArchive.open(resolve(values.archive), { cacheDir });
   const backendChoice = await initBackend();
   log.info(backendChoice, 'backend chosen');
   const agent = new FederationAgent({
