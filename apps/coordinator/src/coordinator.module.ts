@@ -13,11 +13,7 @@ import { AdminGuard } from './auth/admin.guard';
 import { SiteRegistry } from './sites/site-registry.service';
 import { SiteSessions } from './sites/site-sessions';
 import { CheckpointFiles } from './models/checkpoint-files';
-import { ModelStore } from './models/model-store.service';
-import { MetricsService } from './metrics/metrics.service';
-import { ExperimentService } from './experiments/experiment.service';
-import { RoundRecords } from './rounds/round-records';
-import { RoundScheduler } from './rounds/round-scheduler.service';
+import { ExperimentRuntimes } from './experiments/experiment-runtimes';
 import { FederationGateway } from './gateway/federation.gateway';
 import { DashboardGateway } from './dashboard/dashboard.gateway';
 import { SitesController } from './api/sites.controller';
@@ -44,11 +40,9 @@ export class CoordinatorModule {
         SiteRegistry,
         SiteSessions,
         CheckpointFiles,
-        ModelStore,
-        MetricsService,
-        ExperimentService,
-        RoundRecords,
-        RoundScheduler,
+        // Each experiment's model store, metrics, round records and scheduler
+        // are created by ExperimentRuntimes, one set per experiment.
+        ExperimentRuntimes,
         FederationGateway,
         DashboardGateway,
       ],

@@ -52,7 +52,8 @@ async function main(): Promise<number> {
   process.once('SIGTERM', () => shutdown('SIGTERM'));
 
   try {
-    const summary = await coordinator.done;
+    const summaries = await coordinator.summaries;
+    const summary = { experiments: summaries };
     if (config.exitWhenDone) {
       logger.info(summary, 'exiting: --exit-when-done');
       await coordinator.close();

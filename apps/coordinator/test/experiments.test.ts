@@ -61,6 +61,8 @@ describe('readConsortiumFile', () => {
     it('lists its two experiments', async () => {
       const experiments = await readConsortiumFile(join(__dirname, '..', 'consortium.example.yaml'));
       expect(experiments.map((e) => e.name)).toEqual(['covnet-resnet50', 'covnet-small-fedprox']);
+      expect(experiments[0].initialModel).toBe(join(__dirname, '..', 'resnet50-v0.cvnw'));
+      expect(experiments[1].initialModel).toBeUndefined();
     });
   });
 
@@ -227,8 +229,15 @@ describe('experiments API', () => {
 
       const list = await getJson(`${fixture.baseUrl}/api/experiments`);
       expect(list.body.map((e: { name: string; state: string }) => `${e.name}:${e.state}`)).toEqual(['test:running', 'second:created']);
-      // Only the experiment this coordinator runs can be started here.
-      expect((await sendJson('POST', `${fixture.baseUrl}/api/experiments/second/start`)).status).toBe(404);
+      // Pause applies only to an experiment this coordinator runs; start runs a stored one here.
+      expect((await sendJson('POST', `${fixture.baseUrl}/api/experiments/second/pause`)).status).toBe(404);
+      expect((await sendJson('POST', `${fixture.baseUrl}/api/experiments/missing/start`)).status).toBe(404);
+      const started = await sendJson('POST', `${fixture.baseUrl}/api/experiments/second/start`);
+      expect(started.status).toBe(200);
+      expect(started.body).toMatchObject({ name: 'second', state: 'running' });
+      const overview = await getJson(`${fixture.baseUrl}/api/overview?experiment=second`);
+      expect(overview.body).toMatchObject({ experiment: 'second', experiments: ['test', 'second'], roundsPlanned: 4, latestModelVersion: 0 });
+      expect((await getJson(`${fixture.baseUrl}/api/rounds?experiment=missing`)).status).toBe(404);
     });
   });
 

@@ -77,13 +77,21 @@ export const siteHelloSchema = z
   .strict();
 export type SiteHello = z.infer<typeof siteHelloSchema>;
 
+/**
+ * Experiment a model:chunk, update:begin or metrics:report belongs to. It is
+ * optional so that agents written before coordinators ran several experiments
+ * keep working: without it the coordinator takes its first experiment.
+ */
+const messageExperiment = z.string().min(1).max(64).optional();
+
 export const modelChunkRequestSchema = z
-  .object({ version: count, index: count })
+  .object({ experiment: messageExperiment, version: count, index: count })
   .strict();
 export type ModelChunkRequest = z.infer<typeof modelChunkRequestSchema>;
 
 export const updateBeginSchema = z
   .object({
+    experiment: messageExperiment,
     round: z.number().int().positive(),
     modelVersion: count,
     numExamples: z.number().int().positive().max(MAX_EXAM_COUNT),
@@ -165,6 +173,7 @@ export type SiteMetrics = z.infer<typeof siteMetricsSchema>;
 
 export const metricsReportSchema = z
   .object({
+    experiment: messageExperiment,
     round: z.number().int().positive(),
     modelVersion: count,
     trainExams: count,

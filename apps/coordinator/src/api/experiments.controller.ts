@@ -1,7 +1,8 @@
 import { Body, ConflictException, Controller, Get, HttpCode, Inject, NotFoundException, Param, Post, BadRequestException } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import { ExperimentSettingsError, parseExperimentSettings } from '../experiments/experiment-settings';
-import { ExperimentActionError, ExperimentService } from '../experiments/experiment.service';
+import { ExperimentActionError } from '../experiments/experiment.service';
+import { ExperimentRuntimes } from '../experiments/experiment-runtimes';
 import type { ExperimentAction } from '../experiments/experiment-state';
 
 const ACTIONS: readonly ExperimentAction[] = ['start', 'pause', 'stop'];
@@ -10,7 +11,7 @@ const ACTIONS: readonly ExperimentAction[] = ['start', 'pause', 'stop'];
 @ApiBearerAuth()
 @Controller('experiments')
 export class ExperimentsController {
-  constructor(@Inject(ExperimentService) private readonly experiments: ExperimentService) {}
+  constructor(@Inject(ExperimentRuntimes) private readonly experiments: ExperimentRuntimes) {}
 
   @Get()
   @ApiOperation({ summary: 'Experiments with their state and settings' })
@@ -19,7 +20,7 @@ export class ExperimentsController {
   }
 
   @Post()
-  @ApiOperation({ summary: 'Create an experiment from its settings, in state created; a coordinator started with --experiment NAME runs it' })
+  @ApiOperation({ summary: 'Create an experiment from its settings, in state created; start runs it in this coordinator' })
   @ApiBody({
     schema: {
       type: 'object',
@@ -46,7 +47,9 @@ export class ExperimentsController {
 
   @Post(':name/:action')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Start (or resume), pause or stop an experiment; pause and stop take effect before the next round trains' })
+  @ApiOperation({
+    summary: 'Start (or resume), pause or stop an experiment; pause and stop take effect before the next round trains. Starting a stored experiment runs it in this coordinator.',
+  })
   @ApiParam({ name: 'name', type: String })
   @ApiParam({ name: 'action', enum: ['start', 'pause', 'stop'] })
   async act(@Param('name') name: string, @Param('action') action: string) {

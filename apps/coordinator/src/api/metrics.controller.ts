@@ -1,16 +1,18 @@
-import { Controller, Get, Inject } from '@nestjs/common';
+import { Controller, Get, Inject, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { MetricsService } from '../metrics/metrics.service';
+import { ExperimentRuntimes } from '../experiments/experiment-runtimes';
+import { ApiExperimentQuery, experimentOfQuery } from './experiment-query';
 
 @ApiTags('metrics')
 @ApiBearerAuth()
 @Controller('metrics')
 export class MetricsController {
-  constructor(@Inject(MetricsService) private readonly metrics: MetricsService) {}
+  constructor(@Inject(ExperimentRuntimes) private readonly runtimes: ExperimentRuntimes) {}
 
   @Get('auc')
   @ApiOperation({ summary: 'Per-site and pooled validation AUC by round for each class, with the pooled 95 % interval' })
-  aucSeries() {
-    return this.metrics.aucSeries();
+  @ApiExperimentQuery()
+  aucSeries(@Query('experiment') experiment?: string) {
+    return experimentOfQuery(this.runtimes, experiment).metrics.aucSeries();
   }
 }

@@ -1,32 +1,31 @@
-import { Controller, Get, Inject, NotFoundException, Param } from '@nestjs/common';
+import { Controller, Get, Inject, NotFoundException, Param, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
-import { RoundRecords } from '../rounds/round-records';
-import { MetricsService } from '../metrics/metrics.service';
+import { ExperimentRuntimes } from '../experiments/experiment-runtimes';
 import type { RoundEntity } from '../persistence/entities';
 import { parseRoundNumber } from './round-number';
+import { ApiExperimentQuery, experimentOfQuery } from './experiment-query';
 
 @ApiTags('rounds')
 @ApiBearerAuth()
 @Controller('rounds')
 export class RoundsController {
-  constructor(
-    @Inject(RoundRecords) private readonly records: RoundRecords,
-    @Inject(MetricsService) private readonly metrics: MetricsService,
-  ) {}
+  constructor(@Inject(ExperimentRuntimes) private readonly runtimes: ExperimentRuntimes) {}
 
   @Get()
   @ApiOperation({ summary: "Each round's state, model versions in and out, participants, duration and the sites left out with the reason" })
-  async list() {
-    const rounds = await this.records.list();
+  @ApiExperimentQuery()
+  async list(@Query('experiment') experiment?: string) {
+    const rounds = await experimentOfQuery(this.runtimes, experiment).records.list();
     return rounds.map(roundView);
   }
 
   @Get(':n')
   @ApiOperation({ summary: 'One round' })
   @ApiParam({ name: 'n', type: Number, description: 'round number, from 1' })
-  async one(@Param('n') n: string) {
+  @ApiExperimentQuery()
+  async one(@Param('n') n: string, @Query('experiment') experiment?: string) {
     const number = parseRoundNumber(n);
-    const round = await this.records.find(number);
+    const round = await experimentOfQuery(this.runtimes, experiment).records.find(number);
     if (!round) throw new NotFoundException(`round ${number} does not exist`);
     return roundView(round);
   }
@@ -35,11 +34,13 @@ export class RoundsController {
   @Get(':n/metrics')
   @ApiOperation({ summary: "Per-site AUC, loss and confusion matrix of the round's new version, and the pooled AUC with its 95 % interval" })
   @ApiParam({ name: 'n', type: Number, description: 'round number, from 1' })
-  async metricsOf(@Param('n') n: string) {
+  @ApiExperimentQuery()
+  async metricsOf(@Param('n') n: string, @Query('experiment') experiment?: string) {
     const number = parseRoundNumber(n);
-    const round = await this.records.find(number);
+    const runtime = experimentOfQuery(this.runtimes, experiment);
+    const round = await runtime.records.find(number);
     if (!round) throw new NotFoundException(`round ${number} does not exist`);
-    return this.metrics.forRound(number, round.modelVersionOut);
+    return runtime.metrics.forRound(number, round.modelVersionOut);
   }
 }
 

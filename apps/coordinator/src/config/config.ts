@@ -18,6 +18,8 @@ export interface CoordinatorConfig {
   /** JSON file of sites upserted at start; null when sites are managed only with `sites add`. */
   sitesFile: string | null;
   initialModelFile: string;
+  /** Whether the experiment's settings name `initialModelFile`, so that it is stored with them; absent means no. */
+  initialModelNamed?: boolean;
   experiment: string;
   rounds: number;
   /** Minimum number of sites needed to start a round and to close it at the deadline. */

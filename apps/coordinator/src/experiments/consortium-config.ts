@@ -3,6 +3,24 @@ import { ConfigError } from '../config/config';
 import { ExperimentSettingsError, readConsortiumFile, type ExperimentSettings } from './experiment-settings';
 
 /**
+ * Returns the configuration of each experiment the coordinator runs: every
+ * experiment of the consortium file, only the one named by --experiment, or
+ * without a file the single experiment of the flags.
+ * @throws ConfigError for an invalid file or an experiment the file does not list.
+ */
+export async function experimentConfigs(config: CoordinatorConfig): Promise<CoordinatorConfig[]> {
+  if (config.experimentsFile === null || config.experimentGiven) return [await applyConsortiumFile(config)];
+  let experiments: ExperimentSettings[];
+  try {
+    experiments = await readConsortiumFile(config.experimentsFile);
+  } catch (error) {
+    if (error instanceof ExperimentSettingsError || (error as NodeJS.ErrnoException).code === 'ENOENT') throw new ConfigError((error as Error).message);
+    throw error;
+  }
+  return experiments.map((settings) => withSettings(config, settings));
+}
+
+/**
  * Returns `config` with the round settings of its experiment from the
  * consortium file, or `config` itself when no file is given.
  * The experiment is the one named by --experiment, or the file's only one.
@@ -45,5 +63,7 @@ export function withSettings(config: CoordinatorConfig, settings: ExperimentSett
     evaluateEvery: settings.evaluateEvery,
     backbone: settings.backbone ?? null,
     inputSize: settings.inputSize ?? null,
+    initialModelFile: settings.initialModel ?? config.initialModelFile,
+    initialModelNamed: settings.initialModel !== undefined,
   };
 }

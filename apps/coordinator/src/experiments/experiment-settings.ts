@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { dirname, extname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -47,6 +47,8 @@ export const experimentSettingsSchema = z
     /** Backbone and input size the initial model must have; the coordinator rejects a start with another model. */
     backbone: z.enum(['small', 'resnet18', 'resnet50']).optional(),
     inputSize: positiveInt.max(1024).optional(),
+    /** Weight file (CVNW) used as this experiment's version 0; without it, the --initial-model file. */
+    initialModel: z.string().min(1).max(4096).optional(),
   })
   .strict();
 export type ExperimentSettings = z.infer<typeof experimentSettingsSchema>;
@@ -95,6 +97,8 @@ export async function readConsortiumFile(path: string): Promise<ExperimentSettin
   const names = new Set<string>();
   return file.data.experiments.map((entry, index) => {
     const settings = parseExperimentSettings(entry, `consortium file ${path}, experiments.${index}`);
+    // A relative initialModel is read from the consortium file's folder, not from the working directory.
+    if (settings.initialModel !== undefined) settings.initialModel = resolve(dirname(path), settings.initialModel);
     if (names.has(settings.name)) throw new ExperimentSettingsError(`consortium file ${path}: experiment ${settings.name} is listed twice`);
     names.add(settings.name);
     return settings;

@@ -28,8 +28,8 @@ export class ExperimentActionError extends Error {
 }
 
 /**
- * The experiment this coordinator runs (--experiment) and its state in the
- * `experiments` table. Pause and stop take effect before a round's training
+ * One experiment this coordinator runs and its state in the
+ * `experiments` table; ExperimentRuntimes creates one per experiment. Pause and stop take effect before a round's training
  * starts. A round already training finishes first, so its update sum is not
  * thrown away.
  */
@@ -73,8 +73,8 @@ export class ExperimentService implements OnApplicationShutdown {
   }
 
   /**
-   * Stores a new experiment in state `created`. A coordinator started with
-   * `--experiment NAME` runs it with these settings once it is started.
+   * Stores a new experiment in state `created`. Once started, it runs with
+   * these settings in this coordinator or in one started with `--experiment NAME`.
    * @throws ExperimentActionError `conflict` when an experiment of that name exists.
    */
   async create(settings: ExperimentSettings): Promise<ExperimentEntity> {
@@ -170,5 +170,6 @@ export function settingsFromConfig(config: CoordinatorConfig): ExperimentSetting
     evaluateEvery: config.evaluateEvery,
     ...(config.backbone === null ? {} : { backbone: config.backbone as ExperimentSettings['backbone'] }),
     ...(config.inputSize === null ? {} : { inputSize: config.inputSize }),
+    ...(config.initialModelNamed ? { initialModel: config.initialModelFile } : {}),
   };
 }

@@ -19,12 +19,10 @@ import {
   type Ack,
   type Welcome,
 } from '@covnet/protocol';
-import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
 import { ROOT_LOGGER } from '../logging/logger';
 import { SiteRegistry } from '../sites/site-registry.service';
 import { SiteSessions, type AgentSocket } from '../sites/site-sessions';
-import { RoundScheduler } from '../rounds/round-scheduler.service';
-import { ModelStore } from '../models/model-store.service';
+import { ExperimentRuntimes } from '../experiments/experiment-runtimes';
 import { CoordinatorEvents } from '../events/coordinator-events';
 import { HandshakeError, authenticateHandshake } from './handshake';
 
@@ -42,12 +40,10 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
   private readonly log: Logger;
 
   constructor(
-    @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
     @Inject(ROOT_LOGGER) rootLogger: Logger,
     @Inject(SiteRegistry) private readonly registry: SiteRegistry,
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
-    @Inject(RoundScheduler) private readonly scheduler: RoundScheduler,
-    @Inject(ModelStore) private readonly models: ModelStore,
+    @Inject(ExperimentRuntimes) private readonly runtimes: ExperimentRuntimes,
     @Inject(CoordinatorEvents) private readonly events: CoordinatorEvents,
   ) {
     this.log = rootLogger.child({ context: 'gateway' });
@@ -106,37 +102,48 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
       // The site is marked ready after the acknowledgement is sent, so that the
       // agent receives its welcome before a round task that the hello may trigger.
       setImmediate(() => this.sessions.recordHello(site, socket, hello));
-      return { site, experiment: this.config.experiment, protocolVersion: PROTOCOL_VERSION };
+      // An agent that handles one experiment takes the first; tasks name their own experiment.
+      return { site, experiment: this.runtimes.get().name, protocolVersion: PROTOCOL_VERSION };
     });
   }
 
   @SubscribeMessage(AGENT_EVENTS.modelChunk)
   modelChunk(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack<{ data: Uint8Array }>> {
-    return this.respond(socket, AGENT_EVENTS.modelChunk, body, async () => {
+    return this.respond(socket, AGENT_EVENTS.modelChunk, body, async (site) => {
       const request = parseEvent(AGENT_EVENTS.modelChunk, body);
-      return { data: await this.models.chunk(request.version, request.index) };
+      return { data: await this.runtimes.forMessage(site, request.experiment).models.chunk(request.version, request.index) };
     });
   }
 
   @SubscribeMessage(AGENT_EVENTS.updateBegin)
   updateBegin(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack<{ uploadId: string; nextIndex: number }>> {
-    return this.respond(socket, AGENT_EVENTS.updateBegin, body, async (site) => this.scheduler.beginUpdate(site, parseEvent(AGENT_EVENTS.updateBegin, body)));
+    return this.respond(socket, AGENT_EVENTS.updateBegin, body, async (site) => {
+      const begin = parseEvent(AGENT_EVENTS.updateBegin, body);
+      return this.runtimes.forMessage(site, begin.experiment).scheduler.beginUpdate(site, begin);
+    });
   }
 
   @SubscribeMessage(AGENT_EVENTS.updateChunk)
   updateChunk(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack<{ nextIndex: number }>> {
-    return this.respond(socket, AGENT_EVENTS.updateChunk, body, async (site) => this.scheduler.addUpdateChunk(site, parseEvent(AGENT_EVENTS.updateChunk, body)));
+    return this.respond(socket, AGENT_EVENTS.updateChunk, body, async (site) => {
+      const chunk = parseEvent(AGENT_EVENTS.updateChunk, body);
+      return this.runtimes.forUpload(site, chunk.uploadId).scheduler.addUpdateChunk(site, chunk);
+    });
   }
 
   @SubscribeMessage(AGENT_EVENTS.updateCommit)
   updateCommit(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack<{ accepted: true }>> {
-    return this.respond(socket, AGENT_EVENTS.updateCommit, body, async (site) => this.scheduler.commitUpdate(site, parseEvent(AGENT_EVENTS.updateCommit, body)));
+    return this.respond(socket, AGENT_EVENTS.updateCommit, body, async (site) => {
+      const commit = parseEvent(AGENT_EVENTS.updateCommit, body);
+      return this.runtimes.forUpload(site, commit.uploadId).scheduler.commitUpdate(site, commit);
+    });
   }
 
   @SubscribeMessage(AGENT_EVENTS.metricsReport)
   metricsReport(@ConnectedSocket() socket: AgentSocket, @MessageBody() body: unknown): Promise<Ack> {
     return this.respond(socket, AGENT_EVENTS.metricsReport, body, async (site) => {
-      await this.scheduler.reportMetrics(site, parseEvent(AGENT_EVENTS.metricsReport, body));
+      const report = parseEvent(AGENT_EVENTS.metricsReport, body);
+      await this.runtimes.forMessage(site, report.experiment).scheduler.reportMetrics(site, report);
       return {};
     });
   }
@@ -158,13 +165,19 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
       return { ok: true, ...result };
     } catch (error) {
       if (error instanceof ProtocolError) {
-        const round = roundOf(body, this.scheduler.openRound);
-        this.log.warn({ site, round, event, code: error.code }, `${event} from site ${site} rejected: ${error.message}`);
+        const round = roundOf(body, this.openRoundOf(body));
+        this.log.warn({ site, experiment: experimentOf(body), round, event, code: error.code }, `${event} from site ${site} rejected: ${error.message}`);
         return failure(error.toBody());
       }
-      this.log.error({ site, round: roundOf(body, this.scheduler.openRound), event, err: error }, `${event} from site ${site} failed unexpectedly`);
+      this.log.error({ site, experiment: experimentOf(body), round: roundOf(body, this.openRoundOf(body)), event, err: error }, `${event} from site ${site} failed unexpectedly`);
       return failure({ code: 'internal_error', message: `${event} failed on the coordinator; retry later` });
     }
+  }
+
+  /** Returns the open round of the experiment a message names, else of the first experiment, for log lines. */
+  private openRoundOf(body: unknown): number | null {
+    const named = experimentOf(body);
+    return (this.runtimes.names().includes(named ?? '') ? this.runtimes.get(named) : this.runtimes.get()).scheduler.openRound;
   }
 
   private siteOf(socket: AgentSocket): string {
@@ -177,4 +190,10 @@ function roundOf(body: unknown, openRound: number | null): number | undefined {
   const named = (body as { round?: unknown } | null | undefined)?.round;
   if (typeof named === 'number') return named;
   return openRound ?? undefined;
+}
+
+/** Returns the experiment a message names, if any, for log lines. */
+function experimentOf(body: unknown): string | undefined {
+  const named = (body as { experiment?: unknown } | null | undefined)?.experiment;
+  return typeof named === 'string' ? named : undefined;
 }

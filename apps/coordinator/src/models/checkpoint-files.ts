@@ -2,11 +2,23 @@ import { Injectable } from '@nestjs/common';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
-/** Checkpoint files on disk: `<data dir>/checkpoints/model-v<N>.cvnw`. */
+/**
+ * Checkpoint files on disk: `<data dir>/checkpoints/<experiment>/model-v<N>.cvnw`,
+ * or `<data dir>/checkpoints/model-v<N>.cvnw` for a data dir of one experiment.
+ */
 @Injectable()
 export class CheckpointFiles {
-  pathFor(dataDir: string, version: number): string {
-    return join(dataDir, 'checkpoints', `model-v${version}.cvnw`);
+  /** Folder of a data dir that runs one experiment, as every data dir did before coordinators ran several. */
+  sharedDir(dataDir: string): string {
+    return join(dataDir, 'checkpoints');
+  }
+
+  experimentDir(dataDir: string, experiment: string): string {
+    return join(dataDir, 'checkpoints', experiment);
+  }
+
+  pathIn(directory: string, version: number): string {
+    return join(directory, `model-v${version}.cvnw`);
   }
 
   /**

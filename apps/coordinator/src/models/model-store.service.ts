@@ -36,7 +36,7 @@ const UPDATE_SIZE_FACTOR = 4;
 const UPDATE_SIZE_SLACK_BYTES = 64 * 1024;
 
 /**
- * Global model versions of the experiment: version 0 from --initial-model,
+ * Global model versions of one experiment: version 0 from its initial model,
  * later ones written by aggregation. The current version stays in memory;
  * older versions are read back from their checkpoints when a site requests one.
  */
@@ -48,7 +48,15 @@ export class ModelStore {
   // One older version is kept so that sites still pulling it after a round
   // closes do not cause a file read per chunk.
   private previous: LoadedModel | null = null;
+  private checkpointDir: string | null = null;
   private readonly log: Logger;
+  /**
+   * Whether a new experiment writes its checkpoints straight into
+   * `<data dir>/checkpoints`, as when the coordinator runs one experiment.
+   * Otherwise each experiment gets `<data dir>/checkpoints/<experiment>`.
+   * An experiment with stored versions keeps the folder of its version 0.
+   */
+  sharedCheckpointDir = true;
 
   constructor(
     @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
@@ -90,20 +98,25 @@ export class ModelStore {
       }
     }
 
-    // Checkpoint file names carry only the version, so two experiments in one
-    // data dir would overwrite each other's files.
-    // Experiments with other data dirs may share the database (PostgreSQL), so
-    // only checkpoints inside this data dir count.
-    const checkpointDir = dirname(this.files.pathFor(this.config.dataDir, 0));
-    const foreign = (await this.versions.find({ where: { experiment: Not(this.config.experiment) } })).find((row) => dirname(row.path) === checkpointDir);
-    if (foreign) {
-      throw new Error(
-        `data dir ${this.config.dataDir} already contains checkpoints of experiment "${foreign.experiment}"; use another --data-dir for experiment "${this.config.experiment}"`,
-      );
+    const stored = await this.versions.findOne({ where: { experiment: this.config.experiment, version: 0 } });
+    const sharedDir = this.files.sharedDir(this.config.dataDir);
+    const ownDir = this.files.experimentDir(this.config.dataDir, this.config.experiment);
+    const usesOwnDir = stored ? dirname(stored.path) === ownDir : !this.sharedCheckpointDir;
+    this.checkpointDir = usesOwnDir ? ownDir : sharedDir;
+    if (!usesOwnDir) {
+      // File names in the shared folder carry only the version, so two
+      // experiments there would overwrite each other's files.
+      // Experiments with other data dirs may share the database (PostgreSQL), so
+      // only checkpoints inside this data dir count.
+      const foreign = (await this.versions.find({ where: { experiment: Not(this.config.experiment) } })).find((row) => dirname(row.path) === sharedDir);
+      if (foreign) {
+        throw new Error(
+          `data dir ${this.config.dataDir} already contains checkpoints of experiment "${foreign.experiment}"; use another --data-dir for experiment "${this.config.experiment}", or run both from one consortium file`,
+        );
+      }
     }
 
     const initialSha = sha256Hex(initial);
-    const stored = await this.versions.findOne({ where: { experiment: this.config.experiment, version: 0 } });
     if (stored && stored.sha256 !== initialSha) {
       throw new Error(
         `initial model ${path} has SHA-256 ${initialSha}, but version 0 of experiment "${this.config.experiment}" has ${stored.sha256}; use another --experiment or --data-dir`,
@@ -182,7 +195,8 @@ export class ModelStore {
   }
 
   private async recordVersion(version: number, round: number, payload: Buffer): Promise<ModelVersionEntity> {
-    const path = this.files.pathFor(this.config.dataDir, version);
+    if (this.checkpointDir === null) throw new Error('ModelStore.init() has not run');
+    const path = this.files.pathIn(this.checkpointDir, version);
     await this.files.writeAtomic(path, payload);
     const row = this.versions.create({
       experiment: this.config.experiment,

@@ -87,6 +87,14 @@ export class RoundScheduler implements OnApplicationShutdown {
   // Server optimizer state of FedAdam. NOTE: it lives in memory only, so a
   // restarted coordinator continues with zero moments.
   private fedAdam: FedAdam | null = null;
+  /**
+   * Whether this scheduler sends federation:done once its experiment is
+   * finished. A coordinator that runs several experiments sets it so that
+   * only the last one to finish sends it, because an agent stops at the first.
+   */
+  announcesDone: () => boolean = () => true;
+  /** Called once when the experiment's rounds have finished, before federation:done goes out. */
+  onFinished: () => void = () => {};
 
   constructor(
     @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
@@ -131,7 +139,8 @@ export class RoundScheduler implements OnApplicationShutdown {
       finalModelVersion: current.version,
       finalSha256: current.ref.sha256,
     };
-    for (const site of this.sessions.readySites()) this.sendDone(site);
+    this.onFinished();
+    if (this.announcesDone()) for (const site of this.sessions.readySites()) this.sendDone(site);
     this.log.info({ modelVersion: current.version }, `federation done after ${lastRound} rounds`);
     return this.summary;
   }
@@ -375,7 +384,7 @@ export class RoundScheduler implements OnApplicationShutdown {
 
   private handleSiteReady(site: string): void {
     if (this.summary) {
-      this.sendDone(site);
+      if (this.announcesDone()) this.sendDone(site);
       return;
     }
     if (this.quorum && this.sessions.readySites().length >= this.config.minSites) this.quorum.resolve();
@@ -471,6 +480,11 @@ export class RoundScheduler implements OnApplicationShutdown {
       `site ${site} started an update upload for round ${begin.round}`,
     );
     return { uploadId: upload.id, nextIndex: upload.assembler.nextIndex };
+  }
+
+  /** Whether `site` has the unfinished upload `uploadId` in this experiment. */
+  hasUpload(site: string, uploadId: string): boolean {
+    return this.uploads.has(site, uploadId);
   }
 
   /** Adds one chunk; a chunk below `nextIndex` is a resend and is ignored. */

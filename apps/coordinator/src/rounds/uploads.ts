@@ -39,6 +39,11 @@ export class Uploads {
     return upload;
   }
 
+  /** Whether `site` has the unfinished upload `id` here. */
+  has(site: string, id: string): boolean {
+    return this.byId.get(id)?.site === site;
+  }
+
   /** Removes and returns the upload, so that a second commit of it fails as unknown. */
   take(site: string, id: string): Upload {
     const upload = this.get(site, id);

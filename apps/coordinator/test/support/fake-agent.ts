@@ -79,11 +79,14 @@ export class FakeAgent {
     return this.request('site:hello', hello);
   }
 
-  /** Pulls every chunk of a model version and checks the announced SHA-256. */
-  async pullModel(version: number, ref: PayloadRef): Promise<Buffer> {
+  /**
+   * Pulls every chunk of a model version and checks the announced SHA-256.
+   * Without `experiment` the request names none, as agents did before coordinators ran several.
+   */
+  async pullModel(version: number, ref: PayloadRef, experiment?: string): Promise<Buffer> {
     const parts: Buffer[] = [];
     for (let index = 0; index < ref.chunkCount; index++) {
-      const ack = await this.request<{ data: Buffer }>('model:chunk', { version, index });
+      const ack = await this.request<{ data: Buffer }>('model:chunk', { ...named(experiment), version, index });
       if (!ack.ok) throw new Error(`model:chunk ${index} failed: ${ack.error.code}`);
       parts.push(Buffer.from(ack.data));
     }
@@ -93,8 +96,9 @@ export class FakeAgent {
   }
 
   /** Begins an upload of `payload` for a round; returns the ack with the upload id. */
-  async begin(round: number, modelVersion: number, numExamples: number, payload: Uint8Array, chunkBytes: number, ref?: PayloadRef) {
+  async begin(round: number, modelVersion: number, numExamples: number, payload: Uint8Array, chunkBytes: number, ref?: PayloadRef, experiment?: string) {
     return this.request<{ uploadId: string; nextIndex: number }>('update:begin', {
+      ...named(experiment),
       round,
       modelVersion,
       numExamples,
@@ -108,9 +112,9 @@ export class FakeAgent {
   }
 
   /** Uploads and commits a whole update; returns the commit's acknowledgement. */
-  async upload(round: number, modelVersion: number, numExamples: number, payload: Uint8Array, chunkBytes = 40) {
+  async upload(round: number, modelVersion: number, numExamples: number, payload: Uint8Array, chunkBytes = 40, experiment?: string) {
     const ref = describePayload(payload, chunkBytes);
-    const begun = await this.begin(round, modelVersion, numExamples, payload, chunkBytes);
+    const begun = await this.begin(round, modelVersion, numExamples, payload, chunkBytes, ref, experiment);
     if (!begun.ok) return begun;
     for (let index = 0; index < ref.chunkCount; index++) {
       const ack = await this.sendChunk(begun.uploadId, payload, ref, index);
@@ -122,4 +126,9 @@ export class FakeAgent {
   close(): void {
     this.socket.disconnect();
   }
+}
+
+/** Returns the `experiment` field of a message, or no field at all. */
+function named(experiment: string | undefined): { experiment?: string } {
+  return experiment === undefined ? {} : { experiment };
 }

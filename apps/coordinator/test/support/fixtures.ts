@@ -43,6 +43,10 @@ export interface FixtureOptions {
   env?: Record<string, string>;
   /** Text of a consortium file, written as consortium.yaml; it replaces the round and training flags. */
   consortiumYaml?: string;
+  /** Leave out `--experiment test`, so that every experiment of the consortium file runs. */
+  allExperiments?: boolean;
+  /** Writes further files into the data dir before the coordinator starts. */
+  beforeStart?: (dataDir: string) => Promise<void>;
 }
 
 /**
@@ -76,13 +80,14 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
     await writeFile(consortiumFile, options.consortiumYaml);
     roundFlags = ['--experiments', consortiumFile];
   }
+  await options.beforeStart?.(dataDir);
   const config = loadConfig(
     [
       '--port', '0',
       '--data-dir', dataDir,
       '--sites', sitesFile,
       '--initial-model', initialModel,
-      '--experiment', 'test',
+      ...(options.allExperiments ? [] : ['--experiment', 'test']),
       '--chunk-bytes', String(options.chunkBytes ?? 64),
       ...roundFlags,
     ],

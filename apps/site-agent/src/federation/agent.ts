@@ -50,7 +50,8 @@ export class AuthenticationError extends Error {}
 export class FederationAgent {
   private readonly socket: Socket;
   private model: { covnet: Covnet; spec: InputSpec } | null = null;
-  private loadedVersion: number | null = null;
+  /** Experiment and version of the global model in `model`, as `experiment@version`; null once local training changed it. */
+  private loadedModel: string | null = null;
   private queue: Promise<void> = Promise.resolve();
   private sentMessages = 0;
   private readonly status: AgentStatus;
@@ -156,9 +157,16 @@ export class FederationAgent {
     this.status.joined(welcome.site, welcome.experiment);
   }
 
-  private async loadGlobalModel(version: number, ref: TrainTask['model']): Promise<Covnet> {
-    if (this.model && this.loadedVersion === version) return this.model.covnet;
-    const payload = await downloadModel(this.socket, version, ref);
+  /**
+   * Loads global model `version` of `experiment`, unless it is loaded already.
+   * The key includes the experiment because two experiments number their versions alike.
+   * NOTE: one model and one preprocessed exam set are kept, so tasks that
+   * alternate between experiments with different input sizes preprocess again each time.
+   */
+  private async loadGlobalModel(experiment: string, version: number, ref: TrainTask['model']): Promise<Covnet> {
+    const key = `${experiment}@${version}`;
+    if (this.model && this.loadedModel === key) return this.model.covnet;
+    const payload = await downloadModel(this.socket, experiment, version, ref);
     const decoded = decodeWeights(payload);
     const spec = readSpec(decoded.meta, version);
     if (!this.model || this.model.spec.backbone !== spec.backbone || this.model.spec.inputSize !== spec.inputSize) {
@@ -167,7 +175,7 @@ export class FederationAgent {
     }
     this.model.spec = spec;
     this.model.covnet.setNamedWeights(decoded.tensors);
-    this.loadedVersion = version;
+    this.loadedModel = key;
     return this.model.covnet;
   }
 
@@ -182,7 +190,7 @@ export class FederationAgent {
 
   private async trainRound(task: TrainTask): Promise<void> {
     const started = Date.now();
-    const covnet = await this.loadGlobalModel(task.modelVersion, task.model);
+    const covnet = await this.loadGlobalModel(task.experiment, task.modelVersion, task.model);
     const exams = await this.prepareExams();
     if (exams.train.length === 0) {
       log.warn({ round: task.round }, 'no training exams at this site; skipping the round');
@@ -204,11 +212,11 @@ export class FederationAgent {
     ).finally(() => clearInterval(ticker));
     progress.finish(`loss ${result.loss.toFixed(4)} after ${result.steps} steps`);
     // The local weights now differ from any global version.
-    this.loadedVersion = null;
+    this.loadedModel = null;
     const payload = encodeWeights(covnet.getNamedWeights(), 'float32', { ...this.model!.spec });
     await uploadUpdate(
       this.socket,
-      { round: task.round, modelVersion: task.modelVersion, numExamples: exams.train.length, trainLoss: result.loss },
+      { experiment: task.experiment, round: task.round, modelVersion: task.modelVersion, numExamples: exams.train.length, trainLoss: result.loss },
       payload,
     );
     log.info(
@@ -227,11 +235,12 @@ export class FederationAgent {
   }
 
   private async evaluateRound(task: EvaluateTask): Promise<void> {
-    const covnet = await this.loadGlobalModel(task.modelVersion, task.model);
+    const covnet = await this.loadGlobalModel(task.experiment, task.modelVersion, task.model);
     const exams = await this.prepareExams();
     const { probs, labels } = await covnet.evaluate(exams.val.map((e) => ({ input: e.input, label: e.label })));
     const metrics = summariseValidation(probs, labels);
     await request(this.socket, AGENT_EVENTS.metricsReport, {
+      experiment: task.experiment,
       round: task.round,
       modelVersion: task.modelVersion,
       trainExams: exams.train.length,

@@ -15,17 +15,18 @@ const MAX_MODEL_BYTES = 1024 * 1024 * 1024;
  * Downloads global model `version` chunk by chunk and checks its SHA-256.
  * @throws ProtocolError `checksum_mismatch` when the bytes differ from `ref`.
  */
-export async function downloadModel(socket: Socket, version: number, ref: PayloadRef): Promise<Buffer> {
+export async function downloadModel(socket: Socket, experiment: string, version: number, ref: PayloadRef): Promise<Buffer> {
   const assembler = new ChunkAssembler(ref, MAX_MODEL_BYTES);
   while (!assembler.complete) {
     const index = assembler.nextIndex;
-    const reply = await request<{ data: Uint8Array }>(socket, AGENT_EVENTS.modelChunk, { version, index });
+    const reply = await request<{ data: Uint8Array }>(socket, AGENT_EVENTS.modelChunk, { experiment, version, index });
     assembler.add(index, new Uint8Array(reply.data));
   }
   return assembler.finish();
 }
 
 export interface UpdateHeader {
+  experiment: string;
   round: number;
   modelVersion: number;
   numExamples: number;

@@ -1,0 +1,20 @@
+import { NotFoundException } from '@nestjs/common';
+import { ApiQuery } from '@nestjs/swagger';
+import { UnknownExperimentError, type ExperimentRuntime, type ExperimentRuntimes } from '../experiments/experiment-runtimes';
+
+/** Swagger description of the `?experiment=NAME` query parameter of the read routes. */
+export const ApiExperimentQuery = () =>
+  ApiQuery({ name: 'experiment', required: false, type: String, description: 'experiment name; default: the first experiment this coordinator runs' });
+
+/**
+ * Returns the experiment named by `?experiment=`, or the first one when the query omits it.
+ * @throws NotFoundException for an experiment this coordinator does not run.
+ */
+export function experimentOfQuery(runtimes: ExperimentRuntimes, name: string | undefined): ExperimentRuntime {
+  try {
+    return runtimes.get(name === '' ? undefined : name);
+  } catch (error) {
+    if (error instanceof UnknownExperimentError) throw new NotFoundException(error.message);
+    throw error;
+  }
+}
