@@ -2,11 +2,10 @@ import { resolve } from 'node:path';
 import { scanArchive, ScanIndex } from '@covnet/imaging';
 import { defaultCacheDir, scanIndexPath } from '../archive/cache-dir';
 import { writeScanPreviews } from '../archive/scan-preview';
+import { startProgress, type Progress } from '../progress';
 import { parseCommand, UsageError } from './args';
 
 const USAGE = 'scan DIR [--json] [--preview OUT_DIR] [--cache-dir DIR]';
-// Progress lines on stderr: one every this many files, and one at the end.
-const PROGRESS_EVERY_FILES = 500;
 
 /**
  * `scan DIR [--json] [--preview OUT_DIR] [--cache-dir DIR]`: lists the CT series of an archive
@@ -26,15 +25,18 @@ export async function scanCommand(args: string[]): Promise<number> {
   const cacheDir = resolve(values['cache-dir'] ?? defaultCacheDir());
 
   const index = await ScanIndex.load(scanIndexPath(cacheDir, root));
-  let reported = 0;
+  // A bar on a terminal, plain lines at each quarter in a log; started once the file count is known.
+  let progress: Progress | null = null;
+  let files = 0;
   const report = await scanArchive(root, {
     index,
     onProgress: (done, total) => {
-      if (done - reported < PROGRESS_EVERY_FILES && done < total) return;
-      reported = done;
-      process.stderr.write(`scan: ${done}/${total} files\n`);
+      progress ??= startProgress('scan', total);
+      files = total;
+      progress.update(done);
     },
   });
+  (progress as Progress | null)?.finish(`${files}/${files} files`);
   await index.save();
   const previews = values.preview === undefined ? [] : await writeScanPreviews(report, resolve(values.preview));
 
@@ -48,8 +50,11 @@ export async function scanCommand(args: string[]): Promise<number> {
         `HU min ${s.huMin} max ${s.huMax} mean ${s.huMean.toFixed(1)}\n`,
     );
   }
+  for (const rejected of report.rejected) {
+    process.stdout.write(`rejected series ${rejected.dir} (${rejected.files.length} files): ${rejected.reason}\n`);
+  }
   for (const skipped of report.skipped) process.stdout.write(`skipped ${skipped.path}: ${skipped.reason}\n`);
   for (const preview of previews) process.stdout.write(`preview ${preview.path} (series ${preview.seriesInstanceUID}, slice ${preview.slice})\n`);
-  process.stdout.write(`${report.series.length} series, ${report.skipped.length} files skipped\n`);
+  process.stdout.write(`${report.series.length} series, ${report.rejected.length} series rejected, ${report.skipped.length} files skipped\n`);
   return 0;
 }
