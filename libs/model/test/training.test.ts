@@ -292,3 +292,21 @@ describe('Covnet.evaluate', () => {
     });
   });
 });
+
+describe('Covnet.trainLocal progress', () => {
+  describe('when onStep is given', () => {
+    it('reports every step against the planned count', async () => {
+      // 5 exams in batches of 2 take ceil(5 / 2) = 3 steps per epoch: 6 in 2 epochs.
+      const exams = [0, 1, 2, 0, 1].map((label, i) => syntheticExam(label as 0 | 1 | 2, 2, 32, 80 + i));
+      const model = createCovnet({ backbone: 'small', inputSize: 32, seed: 4 });
+      const calls: [number, number][] = [];
+      try {
+        const result = await model.trainLocal(exams, { epochs: 2, learningRate: 1e-3, batchSize: 2, onStep: (steps, planned) => calls.push([steps, planned]) });
+        expect(calls).toEqual([1, 2, 3, 4, 5, 6].map((step) => [step, 6]));
+        expect(result.steps).toBe(6);
+      } finally {
+        model.dispose();
+      }
+    });
+  });
+});

@@ -196,10 +196,9 @@ export class FederationAgent {
       log.warn({ round: task.round }, 'no training exams at this site; skipping the round');
       return;
     }
-    // NOTE: trainLocal reports no per-batch progress, so this line shows elapsed time, not a fraction.
-    const progress = startProgress(`round ${task.round}: local training on ${exams.train.length} exams, ${task.hyper.epochs} epochs`, null);
-    const ticker = setInterval(() => progress.update(0), 1000);
-    ticker.unref();
+    // Optimizer steps of all epochs: the bar's full length.
+    const plannedSteps = task.hyper.epochs * Math.ceil(exams.train.length / task.hyper.batchSize);
+    const progress = startProgress(`round ${task.round}: local training on ${exams.train.length} exams, ${task.hyper.epochs} epochs`, plannedSteps);
     const result = await covnet.trainLocal(
       exams.train.map((e) => ({ input: e.input, label: e.label })),
       {
@@ -208,8 +207,9 @@ export class FederationAgent {
         batchSize: task.hyper.batchSize,
         proximalMu: task.hyper.proximalMu,
         seed: (this.options.seed ?? 0) + task.round,
+        onStep: (steps) => progress.update(steps),
       },
-    ).finally(() => clearInterval(ticker));
+    );
     progress.finish(`loss ${result.loss.toFixed(4)} after ${result.steps} steps`);
     // The local weights now differ from any global version.
     this.loadedModel = null;

@@ -48,6 +48,11 @@ export interface TrainHyperParameters {
   /** Epochs without a lower validation loss before training stops. Default 2. */
   patience?: number;
   /**
+   * Called after every optimizer step with the steps taken and the steps planned for all
+   * epochs (early stopping may end training before the planned count). For progress display.
+   */
+  onStep?: (steps: number, plannedSteps: number) => void;
+  /**
    * After the last epoch, recompute the BN moving statistics as the average of the batch
    * statistics over one pass of the training exams (no augmentation), with the final
    * weights. Moving averages lag behind weights that change quickly, as in a short local
@@ -141,6 +146,7 @@ export async function trainModel(
   const labels = exams.map((e) => e.label);
 
   let steps = 0;
+  const plannedSteps = hyper.epochs * Math.ceil(exams.length / batchSize);
   let epochLoss = 0;
   let epochsRun = 0;
   let stoppedEarly = false;
@@ -157,6 +163,7 @@ export async function trainModel(
             ? await parallelTrainStep(model, pool, batch, variables, globalWeights, mu, hyper, optimizer)
             : trainStep(model, batch, variables, globalWeights, mu, hyper, optimizer);
         steps += 1;
+        hyper.onStep?.(steps, plannedSteps);
         // Yield to the event loop between steps so sockets and timers of the caller run.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
