@@ -13,6 +13,8 @@ const TOKEN_KEY = 'covnet-admin-token';
 const SVG = 'http://www.w3.org/2000/svg';
 
 let token = null;
+// The experiment the page shows; null means the coordinator's first, as the REST API defaults.
+let experiment = null;
 let refreshing = null;
 let refreshAgain = false;
 
@@ -29,6 +31,10 @@ function start() {
     token = document.getElementById('token').value.trim();
     sessionStorage.setItem(TOKEN_KEY, token);
     open();
+  });
+  document.getElementById('experiment').addEventListener('change', (event) => {
+    experiment = event.target.value;
+    refresh();
   });
   if (token) open();
   else showLogin('');
@@ -73,6 +79,7 @@ async function refresh() {
       const [overview, sites, rounds, models, auc] = await Promise.all(
         ['overview', 'sites', 'rounds', 'models', 'metrics/auc'].map((path) => api(path)),
       );
+      renderExperimentPicker(overview);
       renderOverview(overview);
       renderSites(sites);
       renderRounds(rounds);
@@ -101,8 +108,12 @@ async function refresh() {
   }
 }
 
+// Sites belong to the consortium; every other view belongs to one experiment.
+const PER_EXPERIMENT = new Set(['overview', 'rounds', 'models', 'metrics/auc']);
+
 async function api(path) {
-  const response = await fetch(`/api/${path}`, { headers: { authorization: `Bearer ${token}` } });
+  const query = experiment !== null && PER_EXPERIMENT.has(path) ? `?experiment=${encodeURIComponent(experiment)}` : '';
+  const response = await fetch(`/api/${path}${query}`, { headers: { authorization: `Bearer ${token}` } });
   if (!response.ok) {
     const error = new Error(`GET /api/${path} failed: HTTP ${response.status}`);
     error.status = response.status;
@@ -160,6 +171,14 @@ function bytes(n) {
 }
 
 // ---- sections ----
+
+/** Lists the coordinator's experiments; the picker shows only when there is more than one. */
+function renderExperimentPicker(o) {
+  const picker = document.getElementById('experiment');
+  const names = o.experiments ?? [o.experiment];
+  picker.replaceChildren(...names.map((name) => element('option', { value: name, selected: name === o.experiment }, name)));
+  picker.parentElement.hidden = names.length < 2;
+}
 
 function renderOverview(o) {
   const cards = [
