@@ -60,12 +60,13 @@ describe.skipIf(!hasChromium)('dashboard with two experiments', () => {
     await page.goto(`${fixture.baseUrl}/#token=${ADMIN_TOKEN}`);
     await page.waitForSelector('#connection.online');
     expect(await page.isVisible('#experiment')).toBe(true);
-    expect(await page.$$eval('#experiment option', (options) => options.map((o) => (o as HTMLOptionElement).value))).toEqual(['alpha', 'beta']);
+    expect(await page.$$eval('#experiment option', (options) => options.map((o) => (o as unknown as { value: string }).value))).toEqual(['alpha', 'beta']);
     expect(await page.textContent('[data-card="experiment"] .value')).toMatch(/^alpha/);
     expect(await page.textContent('[data-card="rounds done"] .value')).toBe('0 of 1');
 
     await page.selectOption('#experiment', 'beta');
-    await page.waitForFunction(() => document.querySelector('[data-card="experiment"] .value')?.textContent?.startsWith('beta'));
+    // Evaluated in the page, where the DOM exists.
+    await page.waitForFunction(`document.querySelector('[data-card="experiment"] .value')?.textContent.startsWith('beta')`);
     expect(await page.textContent('[data-card="rounds done"] .value')).toBe('0 of 4');
   });
 });
