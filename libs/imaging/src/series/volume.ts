@@ -1,5 +1,6 @@
 import { readCtFile, type CtFile, type ReadLimits } from '../dicom/read-slice';
 import { assembleSeries, type SeriesProblemCode } from './assemble';
+import type { DecodePool } from './decode-pool';
 
 /** A CT volume in Hounsfield units, slice-major: index = (slice * rows + row) * columns + column. */
 export interface Volume {
@@ -29,10 +30,12 @@ export class SeriesAssemblyError extends Error {
  * (ascending), whatever the order of `files`. Multi-frame files contribute every frame.
  * When the gaps between slices are uneven (within the limits of assembleSeries), the
  * volume is resampled along the normal to the median spacing by linear interpolation.
+ * With `options.pool`, files are read and decoded on the pool's worker threads.
  * @throws DicomReadError for a file that is not a readable CT image, SeriesAssemblyError when
  *   the slices do not form a volume (see assembleSeries).
  */
-export async function loadSeriesVolume(files: readonly string[], limits: ReadLimits = {}): Promise<Volume> {
+export async function loadSeriesVolume(files: readonly string[], limits: ReadLimits = {}, options: { pool?: DecodePool } = {}): Promise<Volume> {
+  if (options.pool) return loadWithPool(files, limits, options.pool);
   const parsed = await readFilesConcurrently(files, limits);
   // One entry per frame, in file order, so that assembleSeries indices map back to a file and frame.
   const frames = parsed.flatMap((file) => file.headers.map((header, frame) => ({ file, frame, header })));
@@ -54,6 +57,25 @@ export async function loadSeriesVolume(files: readonly string[], limits: ReadLim
   const ordered = order.map((index) => frames[index].file.decodeFrame(frames[index].frame));
   const hu = resampleAlongNormal(ordered, positions, sliceSpacing, sliceSize);
   return { hu, slices: hu.length / sliceSize, rows, columns, pixelSpacing, sliceSpacing };
+}
+
+// The same volume as loadSeriesVolume, with files decoded on the pool's worker threads.
+async function loadWithPool(files: readonly string[], limits: ReadLimits, pool: DecodePool): Promise<Volume> {
+  const decoded = await pool.decodeFiles(files, limits);
+  const frames = decoded.flatMap((file) => file.headers.map((header, frame) => ({ header, hu: file.frames[frame] })));
+  const assembly = assembleSeries(frames.map((entry) => entry.header));
+  if (!assembly.ok) throw new SeriesAssemblyError(assembly.code, assembly.reason);
+
+  const { order, positions, rows, columns, pixelSpacing, sliceSpacing, uniform } = assembly.geometry;
+  const sliceSize = rows * columns;
+  const ordered = order.map((index) => frames[index].hu);
+  if (!uniform) {
+    const hu = resampleAlongNormal(ordered, positions, sliceSpacing, sliceSize);
+    return { hu, slices: hu.length / sliceSize, rows, columns, pixelSpacing, sliceSpacing };
+  }
+  const hu = new Float32Array(ordered.length * sliceSize);
+  ordered.forEach((slice, position) => hu.set(slice, position * sliceSize));
+  return { hu, slices: ordered.length, rows, columns, pixelSpacing, sliceSpacing };
 }
 
 // Files read and parsed at the same time; reads overlap with parsing, and memory stays a few files.
