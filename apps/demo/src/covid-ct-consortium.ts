@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { SiteArchivePlan } from './synthetic-consortium';
+import { SeededRandom } from '@covnet/imaging';
 
 export interface LabelledImage {
   /** Path relative to the data set folder. */
@@ -51,17 +52,6 @@ export function readCovidCtLabels(datasetDir: string): LabelledImage[] {
   });
 }
 
-// Small seeded generator so that the split is the same on every run.
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffle<T>(items: T[], random: () => number): T[] {
   const out = [...items];
@@ -78,7 +68,9 @@ function shuffle<T>(items: T[], random: () => number): T[] {
  * only, so no figure is at two sites or on both sides of a split.
  */
 export function assignCovidCtSites(images: LabelledImage[], seed: number, valFraction = 0.3): SiteAssignment[] {
-  const random = mulberry32(seed);
+  // Seeded, so that the split is the same on every run.
+  const generator = new SeededRandom(seed);
+  const random = () => generator.next();
   const groups = new Map<string, LabelledImage[]>();
   for (const image of images) {
     const members = groups.get(image.group) ?? [];
