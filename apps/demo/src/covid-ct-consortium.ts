@@ -52,7 +52,6 @@ export function readCovidCtLabels(datasetDir: string): LabelledImage[] {
   });
 }
 
-
 function shuffle<T>(items: T[], random: () => number): T[] {
   const out = [...items];
   for (let i = out.length - 1; i > 0; i--) {
