@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -108,6 +108,28 @@ describe('loadExamInput formats', () => {
       const input = await loadExamInput(dir, SPEC);
       expect(input.slices).toBe(1);
       expect(input.data[0]).toBeCloseTo(0.4, 6);
+    });
+  });
+
+  describe('when the image is a symbolic link', () => {
+    it('reads the linked PNG as a one-slice exam', async () => {
+      const target = join(work, 'linked-target.png');
+      await writeFile(target, grayPng(51, 8, 8));
+      const dir = join(work, 'png-link');
+      await mkdir(dir);
+      await symlink(target, join(dir, 'slice.png'));
+      expect((await classifyExamFolder(dir)).format).toBe('images');
+      const input = await loadExamInput(dir, SPEC);
+      expect(input.slices).toBe(1);
+      // 51 of 255 grey levels is 0.2 after scaling to [0, 1].
+      expect(input.data[0]).toBeCloseTo(0.2, 6);
+    });
+
+    it('treats a broken link as no file', async () => {
+      const dir = join(work, 'png-broken-link');
+      await mkdir(dir);
+      await symlink(join(work, 'no-such-file.png'), join(dir, 'slice.png'));
+      expect(await classifyExamFolder(dir)).toEqual({ format: 'dicom', files: [] });
     });
   });
 

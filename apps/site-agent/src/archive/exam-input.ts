@@ -1,3 +1,4 @@
+import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -41,7 +42,8 @@ const SIDECAR_PATTERN = /\.(json|txt|md|csv|tsv)$/i;
  */
 export async function classifyExamFolder(examDir: string): Promise<{ format: ExamFormat; files: string[] }> {
   const visible = (await readdir(examDir, { withFileTypes: true })).filter((entry) => !entry.name.startsWith('.'));
-  const names = visible.filter((entry) => entry.isFile()).map((entry) => entry.name);
+  const names: string[] = [];
+  for (const entry of visible) if (await isFileOrLinkToFile(examDir, entry)) names.push(entry.name);
   names.sort(compareFileNames);
   // A subfolder (e.g. a DICOMDIR layout) means the folder is read as DICOM.
   const onlyFiles = names.length === visible.length;
@@ -85,13 +87,25 @@ export async function loadExamInput(examDir: string, spec: InputSpec, options: {
 // (which could change the choice) invalidates the cached input.
 async function fingerprint(examDir: string): Promise<[string, number, number][]> {
   const entries = await readdir(examDir, { recursive: true, withFileTypes: true });
-  const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
+  const files: string[] = [];
+  for (const entry of entries) if (await isFileOrLinkToFile(entry.parentPath, entry)) files.push(join(entry.parentPath, entry.name));
   files.sort();
   return Promise.all(
     files.map(async (path) => {
       const { size, mtimeMs } = await stat(path);
       return [path, size, mtimeMs] as [string, number, number];
     }),
+  );
+}
+
+// Archives laid out with symbolic links to the images (as the demo's COVID-CT sites are) count
+// a link to a regular file as that file; stat follows the link, and a broken link is no file.
+async function isFileOrLinkToFile(dir: string, entry: Dirent): Promise<boolean> {
+  if (entry.isFile()) return true;
+  if (!entry.isSymbolicLink()) return false;
+  return stat(join(dir, entry.name)).then(
+    (target) => target.isFile(),
+    () => false,
   );
 }
 
