@@ -12,8 +12,8 @@ const SERIES = join(
 );
 const RUNS = 5;
 
-// With a pool, the files are decoded on one worker thread per core, as the site agent
-// prepares its exams; the pool starts before the warm-up, so its start-up is not timed.
+// With a pool, the files are decoded on one worker thread per core. The pool starts before
+// the warm-up, so its start-up is not timed. The site agent does not use a pool yet.
 async function slicesPerSecond(files: string[], pool?: DecodePool): Promise<number> {
   await loadSeriesVolume(files, {}, { pool });
   const times: number[] = [];

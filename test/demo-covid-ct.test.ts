@@ -39,7 +39,7 @@ describe.skipIf(!present)('COVID-CT demo', () => {
     for (const row of report!.comparison) {
       expect(row.valExams, row.site).toBe(federated.get(row.site)!.valExams);
       expect(row.federated, row.site).toBe(federated.get(row.site)!.auc.covid19);
-      // Every site holds both classes in validation, so each AUC is a number in [0, 1].
+      // Every site has both classes in validation, so each AUC is a number in [0, 1].
       for (const auc of [row.federated, row.pooled, row.local]) {
         expect(auc, row.site).not.toBeNull();
         expect(auc!).toBeGreaterThanOrEqual(0);

@@ -9,7 +9,7 @@ const MARKER = '.covnet-demo';
  * Empties and reuses the demo's work folder. A folder that exists, is not
  * empty and lacks the demo's marker file is left untouched: the demo only
  * deletes what it wrote itself.
- * @throws Error naming the folder when it holds files of someone else.
+ * @throws Error naming the folder when it contains files the demo did not write.
  */
 export async function prepareWorkDir(workDir: string): Promise<void> {
   if (existsSync(workDir)) {

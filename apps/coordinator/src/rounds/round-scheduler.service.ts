@@ -482,7 +482,7 @@ export class RoundScheduler implements OnApplicationShutdown {
     return { uploadId: upload.id, nextIndex: upload.assembler.nextIndex };
   }
 
-  /** Whether `site` has the unfinished upload `uploadId` in this experiment. */
+  /** Returns whether `site` has the unfinished upload `uploadId` in this experiment. */
   hasUpload(site: string, uploadId: string): boolean {
     return this.uploads.has(site, uploadId);
   }

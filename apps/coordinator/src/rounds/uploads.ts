@@ -39,7 +39,7 @@ export class Uploads {
     return upload;
   }
 
-  /** Whether `site` has the unfinished upload `id` here. */
+  /** Returns whether `site` has the unfinished upload `id` here. */
   has(site: string, id: string): boolean {
     return this.byId.get(id)?.site === site;
   }

@@ -4,7 +4,7 @@ import { SiteEntity } from '../persistence/entities';
 
 export const SITE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-/** Thrown when a site cannot be added or revoked; the message says why. */
+/** Error raised when a site cannot be added or revoked. The message gives the reason. */
 export class SiteAdminError extends Error {
   override name = 'SiteAdminError';
 

@@ -98,8 +98,8 @@ async function fingerprint(examDir: string): Promise<[string, number, number][]>
   );
 }
 
-// Archives laid out with symbolic links to the images (as the demo's COVID-CT sites are) count
-// a link to a regular file as that file; stat follows the link, and a broken link is no file.
+// Counts a symbolic link to a regular file as that file, because some archives (the demo's
+// COVID-CT sites among them) link to their images. A broken link is no file.
 async function isFileOrLinkToFile(dir: string, entry: Dirent): Promise<boolean> {
   if (entry.isFile()) return true;
   if (!entry.isSymbolicLink()) return false;

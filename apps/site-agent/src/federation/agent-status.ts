@@ -3,7 +3,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 /** State of the agent's connection to the coordinator. */
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'rejected' | 'finished';
 
-/** What `site-agent status` prints: written by `run --status-file` on every change. */
+/** Agent state that `site-agent status` prints, written by `run --status-file` on every change. */
 export interface AgentStatusRecord {
   pid: number;
   coordinator: string;

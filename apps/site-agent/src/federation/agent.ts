@@ -44,7 +44,7 @@ export class AuthenticationError extends Error {}
 
 /**
  * A site's member of the federation: connects with its token, trains on
- * its own exams when a round asks, evaluates each new global model on its
+ * its own exams when a round requests it, evaluates each new global model on its
  * validation exams and sends back weights and aggregate metrics only.
  */
 export class FederationAgent {
@@ -84,8 +84,8 @@ export class FederationAgent {
         if (reason === 'io client disconnect') return;
         this.status.connection('reconnecting');
         if (reason === 'io server disconnect') {
-          // socket.io does not reconnect after a close by the server; an agent is a
-          // daemon, so it tries again later, and a revoked token then ends it.
+          // socket.io does not reconnect after a close by the server. An agent is a
+          // daemon, so it tries again later; a revoked token then ends it at the handshake.
           log.warn({ reason, retryInSeconds: 5 }, 'the coordinator closed the connection; reconnecting');
           setTimeout(() => socket.connect(), 5_000);
           return;
@@ -266,8 +266,8 @@ export class FederationAgent {
     this.status.sent(event, binaryBytes(args));
     if (!this.options.auditLog) return;
     const payload = args.filter((a) => typeof a !== 'function');
-    // A Buffer's toJSON runs before the replacer sees it, so the replacer
-    // looks at the original value through `this`.
+    // JSON.stringify calls a Buffer's toJSON before the replacer, so the replacer
+    // reads the original value through `this`.
     const line = JSON.stringify({ at: new Date().toISOString(), event, payload }, function (this: Record<string, unknown>, key, value) {
       const original = this[key];
       return original instanceof Uint8Array ? { bytes: original.byteLength, sha256: sha256Hex(original) } : value;

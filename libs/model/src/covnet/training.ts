@@ -207,7 +207,7 @@ function augmentedExam(exam: LabelledExam, hyper: TrainHyperParameters, random: 
 /**
  * Runs one batch and applies one Adam step; returns the summed cross-entropy of the batch.
  * The slices of all exams in the batch go through the backbone together, so batch
- * normalisation sees slices of several exams (and classes), as a batch of exams does in
+ * normalisation computes its statistics over slices of several exams (and classes), as a batch of exams does in
  * the reference implementation. Each exam's slice features are then max-pooled on their own.
  */
 function trainStep(
@@ -354,7 +354,7 @@ function sumArrays(arrays: Float32Array[]): Float32Array {
  * Summed cross-entropy of a batch of exams in training mode. BN normalises with the
  * statistics of all the batch's slices and folds them into its moving statistics.
  * NOTE: with a batch of one exam, BN removes anything common to all of that exam's slices
- * (such as its mean density) in training but not in inference; batches of several exams
+ * (such as its mean density) in training but not in inference. Batches of several exams
  * keep the two modes close.
  */
 function batchCrossEntropy(model: tf.LayersModel, inputs: LabelledExam['input'][], labels: number[]): tf.Scalar {
