@@ -15,6 +15,7 @@ export const ERROR_CODES = [
   'wrong_model_version',
   'not_participant',
   'duplicate_update',
+  'conflicting_update',
   'unknown_model_version',
   'internal_error',
 ] as const;

@@ -109,6 +109,24 @@ export type UpdateChunk = z.infer<typeof updateChunkSchema>;
 export const updateCommitSchema = z.object({ uploadId: z.string().min(1).max(128) }).strict();
 export type UpdateCommit = z.infer<typeof updateCommitSchema>;
 
+/**
+ * Acknowledgement of `update:begin`. `duplicate` is set when the coordinator
+ * has already accepted this very update (same experiment, round, site and
+ * SHA-256), e.g. a resend after a lost acknowledgement: the agent is done and
+ * sends no chunk.
+ */
+export interface UpdateBeginReply {
+  uploadId: string;
+  nextIndex: number;
+  duplicate?: true;
+}
+
+/** Acknowledgement of `update:commit`; `duplicate` as in `UpdateBeginReply`. */
+export interface UpdateCommitReply {
+  accepted: true;
+  duplicate?: true;
+}
+
 export const perClassAucSchema = z
   .object({ covid19: auc, cap: auc, non_pneumonia: auc })
   .strict();
@@ -245,9 +263,9 @@ export const COORDINATOR_EVENTS = {
 export interface AgentToCoordinatorEvents {
   'site:hello': (payload: SiteHello, ack: AckCallback<Welcome>) => void;
   'model:chunk': (payload: ModelChunkRequest, ack: AckCallback<{ data: Uint8Array }>) => void;
-  'update:begin': (payload: UpdateBegin, ack: AckCallback<{ uploadId: string; nextIndex: number }>) => void;
+  'update:begin': (payload: UpdateBegin, ack: AckCallback<UpdateBeginReply>) => void;
   'update:chunk': (payload: UpdateChunk, ack: AckCallback<{ nextIndex: number }>) => void;
-  'update:commit': (payload: UpdateCommit, ack: AckCallback<{ accepted: true }>) => void;
+  'update:commit': (payload: UpdateCommit, ack: AckCallback<UpdateCommitReply>) => void;
   'metrics:report': (payload: MetricsReport, ack: AckCallback) => void;
 }
 
