@@ -219,10 +219,13 @@ describe('round', () => {
         expect(await a.sendChunk(begun.uploadId, payload, ref, index)).toEqual({ ok: true, nextIndex: index + 1 });
       }
       expect(await a.request('update:commit', { uploadId: begun.uploadId })).toEqual({ ok: true, accepted: true });
-      // The same update again is a duplicate.
-      const again = await a.upload(1, 0, 1, payload);
-      expect(again.ok).toBe(false);
-      if (!again.ok) expect(again.error.code).toBe('duplicate_update');
+      // The same update again is acknowledged as a duplicate, and nothing more is sent.
+      const again = await a.begin(1, 0, 1, payload, 40);
+      expect(again).toEqual({ ok: true, uploadId: '', nextIndex: ref.chunkCount, duplicate: true });
+      // Another update for the same round and site conflicts with the accepted one.
+      const other = await a.upload(1, 0, 1, encodeWeights(UPDATE_B));
+      expect(other.ok).toBe(false);
+      if (!other.ok) expect(other.error.code).toBe('conflicting_update');
     });
   });
 
@@ -241,6 +244,9 @@ describe('round', () => {
       const again = FakeAgent.forToken(fixture.baseUrl, TOKENS['site-a']);
       agents.push(again);
       await again.connect();
+      expect((await again.hello()).ok).toBe(true);
+      // The agent announces the same update again and learns where to resume.
+      expect(await again.begin(1, 0, 1, payload, 40)).toEqual({ ok: true, uploadId: begun.uploadId, nextIndex: 1 });
       for (let index = 1; index < ref.chunkCount; index++) {
         expect(await again.sendChunk(begun.uploadId, payload, ref, index)).toEqual({ ok: true, nextIndex: index + 1 });
       }

@@ -12,6 +12,7 @@ import { CheckpointFiles } from '../models/checkpoint-files';
 import { ModelStore } from '../models/model-store.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { RoundRecords } from '../rounds/round-records';
+import { UpdateFiles } from '../rounds/update-files';
 import { RoundScheduler, type FederationSummary } from '../rounds/round-scheduler.service';
 import { SiteSessions } from '../sites/site-sessions';
 import { ExperimentActionError, ExperimentService } from './experiment.service';
@@ -169,7 +170,8 @@ export class ExperimentRuntimes implements OnApplicationShutdown {
     await models.init();
     const metrics = new MetricsService(own, this.metricRows, this.clock, this.events);
     const records = new RoundRecords(own, this.roundRows, this.updateRows, this.metricRows, this.clock, this.events);
-    const scheduler = new RoundScheduler(own, this.rootLogger, models, metrics, this.sessions, records, this.clock, this.events, experiment);
+    const updateFiles = new UpdateFiles(own.dataDir, own.experiment);
+    const scheduler = new RoundScheduler(own, this.rootLogger, models, metrics, this.sessions, records, this.clock, this.events, experiment, updateFiles);
     scheduler.onFinished = () => this.finishedOrder.push(own.experiment);
     scheduler.announcesDone = () => this.finishedOrder.length === this.runtimes.size && this.finishedOrder.at(-1) === own.experiment;
     const runtime: ExperimentRuntime = { name: own.experiment, config: own, experiment, models, metrics, records, scheduler, done: null };

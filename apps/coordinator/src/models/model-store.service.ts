@@ -174,6 +174,11 @@ export class ModelStore {
     return row;
   }
 
+  /** Returns the version that round `round` wrote, or null when it has not been aggregated. */
+  async versionOfRound(round: number): Promise<ModelVersionEntity | null> {
+    return this.versions.findOne({ where: { experiment: this.config.experiment, round } });
+  }
+
   async list(): Promise<ModelVersionEntity[]> {
     return this.versions.find({ where: { experiment: this.config.experiment }, order: { version: 'ASC' } });
   }

@@ -4,8 +4,9 @@ import { ENTITIES } from './entities';
 import { InitialSchema1733300000000 } from './migrations/1733300000000-initial-schema';
 import { SiteRevocationAndExperiments1733400000000 } from './migrations/1733400000000-site-revocation-and-experiments';
 import { SiteGpu1733500000000 } from './migrations/1733500000000-site-gpu';
+import { StoredUpdates1733610000000 } from './migrations/1733610000000-stored-updates';
 
-export const MIGRATIONS = [InitialSchema1733300000000, SiteRevocationAndExperiments1733400000000, SiteGpu1733500000000];
+export const MIGRATIONS = [InitialSchema1733300000000, SiteRevocationAndExperiments1733400000000, SiteGpu1733500000000, StoredUpdates1733610000000];
 
 /**
  * TypeORM options for the configured database. The schema comes from the

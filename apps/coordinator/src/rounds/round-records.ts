@@ -26,9 +26,10 @@ export class RoundRecords {
   }
 
   /**
-   * Creates round `number` in `waiting_for_quorum`. A row left unfinished by an
-   * earlier process is reset, and its updates and metrics deleted, because the
-   * running FedAvg sum of that attempt was lost with the process.
+   * Creates round `number` in `waiting_for_quorum`. A row that an earlier
+   * process left waiting for a quorum is reset; it has no accepted update, and
+   * any metrics or update rows of the number are deleted. Rounds left in a
+   * later state are resumed instead (see `RoundScheduler`).
    */
   async open(number: number, modelVersionIn: number): Promise<RoundEntity> {
     const experiment = this.config.experiment;
@@ -67,6 +68,21 @@ export class RoundRecords {
   async insertUpdate(update: Omit<UpdateEntity, 'id' | 'experiment' | 'acceptedAt'>): Promise<UpdateEntity> {
     const row = this.updates.create({ ...update, experiment: this.config.experiment, acceptedAt: this.clock.nowIso() });
     return this.updates.save(row);
+  }
+
+  /** Returns the accepted update of `site` in `round`, if any. */
+  async findUpdate(round: number, site: string): Promise<UpdateEntity | null> {
+    return this.updates.findOne({ where: { experiment: this.config.experiment, round, site } });
+  }
+
+  /** Returns the accepted updates of `round` in the order they were accepted. */
+  async updatesOf(round: number): Promise<UpdateEntity[]> {
+    return this.updates.find({ where: { experiment: this.config.experiment, round }, order: { id: 'ASC' } });
+  }
+
+  /** Records that the update files of `round` are deleted, once its checkpoint is recorded. */
+  async releaseUpdates(round: number): Promise<void> {
+    await this.updates.update({ experiment: this.config.experiment, round }, { payloadPath: null });
   }
 
   async deleteUpdate(row: UpdateEntity): Promise<void> {

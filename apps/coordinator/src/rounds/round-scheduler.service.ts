@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { Logger } from 'pino';
 import {
@@ -7,9 +8,12 @@ import {
   type EvaluateTask,
   type MetricsReport,
   type TrainTask,
+  type NamedTensor,
   type UpdateBegin,
+  type UpdateBeginReply,
   type UpdateChunk,
   type UpdateCommit,
+  type UpdateCommitReply,
 } from '@covnet/protocol';
 import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
 import { ROOT_LOGGER } from '../logging/logger';
@@ -25,7 +29,8 @@ import { ExperimentService, ExperimentStopped } from '../experiments/experiment.
 import { Clock } from '../clock';
 import { Deferred } from './deferred';
 import { RoundRecords } from './round-records';
-import { Uploads } from './uploads';
+import { Uploads, type Upload } from './uploads';
+import type { UpdateFiles } from './update-files';
 
 /** Outcome of a federation whose rounds all finished. */
 export interface FederationSummary {
@@ -43,7 +48,8 @@ class SchedulerStopped extends Error {
 interface TrainingPhase {
   task: TrainTask;
   participants: ReadonlySet<string>;
-  accepted: Set<string>;
+  /** SHA-256 of each accepted update, by site. */
+  accepted: Map<string, string>;
   /** Participants revoked during the round; the round no longer waits for them. */
   revoked: Set<string>;
   /** Sites whose update row is being written; a second commit meanwhile is a duplicate. */
@@ -77,7 +83,10 @@ interface ActiveRound {
 @Injectable()
 export class RoundScheduler implements OnApplicationShutdown {
   private readonly log: Logger;
-  private readonly uploads = new Uploads();
+  private readonly uploads: Uploads;
+  // Commits run one at a time, so updates are stored, recorded and folded
+  // into the sum in one order: the order of their row ids, which a restart replays.
+  private commits: Promise<unknown> = Promise.resolve();
   private active: ActiveRound | null = null;
   private quorum: Deferred<void> | null = null;
   private summary: FederationSummary | null = null;
@@ -106,8 +115,10 @@ export class RoundScheduler implements OnApplicationShutdown {
     @Inject(Clock) private readonly clock: Clock,
     @Inject(CoordinatorEvents) private readonly events: CoordinatorEvents,
     @Inject(ExperimentService) private readonly experiment: ExperimentService,
+    private readonly updateFiles: UpdateFiles,
   ) {
     this.log = rootLogger.child({ context: 'rounds', experiment: config.experiment });
+    this.uploads = new Uploads(updateFiles);
     sessions.on('ready', this.onReady);
     events.on('siteRevoked', this.onRevoked);
   }
@@ -117,6 +128,8 @@ export class RoundScheduler implements OnApplicationShutdown {
    * @throws SchedulerStopped when the coordinator shuts down first.
    */
   async run(): Promise<FederationSummary> {
+    // Uploads that a killed process left unfinished cannot be resumed: their ids were in its memory.
+    await this.updateFiles.removeUploads();
     const first = await this.records.firstRoundToRun();
     if (first > 1) this.log.info({ round: first }, `rounds 1-${first - 1} are already done; resuming at round ${first}`);
     let lastRound = first - 1;
@@ -166,27 +179,52 @@ export class RoundScheduler implements OnApplicationShutdown {
   // ---- the round loop ----
 
   private async runRound(number: number): Promise<void> {
-    const entity = await this.records.open(number, this.models.current.version);
+    const unfinished = await this.records.find(number);
+    const resumed = unfinished && unfinished.state !== 'waiting_for_quorum' && unfinished.state !== 'done' ? unfinished : null;
+    const log = this.log.child({ round: number });
+    let entity: RoundEntity;
+    if (resumed) {
+      entity = resumed;
+      log.info({ state: entity.state, modelVersion: entity.modelVersionIn }, `round ${number} resumes in state ${entity.state}`);
+    } else {
+      entity = await this.records.open(number, this.models.current.version);
+      await this.updateFiles.removeRound(number);
+    }
     const active: ActiveRound = { entity, training: null, evaluation: null };
     this.active = active;
-    const log = this.log.child({ round: number });
-    log.info({ modelVersion: entity.modelVersionIn }, `round ${number} waiting for ${this.config.minSites} sites`);
 
-    await this.waitForQuorum(number);
-    // A paused experiment waits here, before any site receives a train task.
-    await this.experiment.beforeRound();
-    this.checkStopped();
-    const training = await this.startTraining(active);
-    await training.closed.promise;
-    this.checkStopped();
+    const aggregated = resumed ? await this.models.versionOfRound(number) : null;
+    if (aggregated) {
+      entity.modelVersionOut = aggregated.version;
+      log.info({ modelVersion: aggregated.version }, `round ${number} was aggregated into model version ${aggregated.version} before the restart`);
+    } else {
+      let training: TrainingPhase;
+      if (resumed) {
+        training = await this.resumeTraining(active);
+      } else {
+        log.info({ modelVersion: entity.modelVersionIn }, `round ${number} waiting for ${this.config.minSites} sites`);
+        await this.waitForQuorum(number);
+        // A paused experiment waits here, before any site receives a train task.
+        await this.experiment.beforeRound();
+        this.checkStopped();
+        training = await this.startTraining(active);
+      }
+      await training.closed.promise;
+      // A commit still running when the round closed finishes or rolls back first.
+      await this.commits;
+      this.checkStopped();
 
-    await this.records.transition(entity, 'aggregating');
-    const saved = await this.models.saveNext(number, this.aggregate(training.accumulator));
-    entity.modelVersionOut = saved.version;
-    log.info(
-      { modelVersion: saved.version, sha256: saved.sha256, updates: training.accumulator.updates, examples: training.accumulator.weight },
-      `round ${number} aggregated ${training.accumulator.updates} updates into model version ${saved.version}`,
-    );
+      await this.records.transition(entity, 'aggregating');
+      const saved = await this.models.saveNext(number, this.aggregate(training.accumulator));
+      entity.modelVersionOut = saved.version;
+      log.info(
+        { modelVersion: saved.version, sha256: saved.sha256, updates: training.accumulator.updates, examples: training.accumulator.weight },
+        `round ${number} aggregated ${training.accumulator.updates} updates into model version ${saved.version}`,
+      );
+    }
+    // The checkpoint is recorded, so the round's update files are no longer needed.
+    await this.updateFiles.removeRound(number);
+    await this.records.releaseUpdates(number);
 
     // Rounds between evaluations skip straight to done; the last round is always evaluated.
     if (number % this.config.evaluateEvery === 0 || number === this.config.rounds) {
@@ -231,13 +269,75 @@ export class RoundScheduler implements OnApplicationShutdown {
 
   private async startTraining(active: ActiveRound): Promise<TrainingPhase> {
     const { entity } = active;
-    const participants = sampleParticipants(this.sessions.readySites(), {
+    entity.participants = sampleParticipants(this.sessions.readySites(), {
       experiment: this.config.experiment,
       round: entity.number,
       fraction: this.config.fractionPerRound,
       minSites: this.config.minSites,
     });
+    await this.records.transition(entity, 'training');
+    return this.openTraining(active, new FedAvgAccumulator(this.models.layout), new Map());
+  }
+
+  /**
+   * Rebuilds the training phase of a round that an earlier process left in
+   * `training` or `aggregating`: the FedAvg sum is folded again from the
+   * stored updates in the order they were accepted, which gives the same
+   * float64 sum bit for bit. Participants keep their places, and those
+   * without an accepted update get a new full deadline, because they need
+   * time to reconnect.
+   * @throws Error when a stored update is missing or differs from its recorded SHA-256.
+   */
+  private async resumeTraining(active: ActiveRound): Promise<TrainingPhase> {
+    const { entity } = active;
+    if (entity.modelVersionIn !== this.models.current.version) {
+      throw new Error(
+        `round ${entity.number} trains from model version ${entity.modelVersionIn}, but the latest stored version is ${this.models.current.version}`,
+      );
+    }
+    const accumulator = new FedAvgAccumulator(this.models.layout);
+    const accepted = new Map<string, string>();
+    for (const row of await this.records.updatesOf(entity.number)) {
+      if (row.payloadPath === null) {
+        throw new Error(`accepted update of site ${row.site} in round ${entity.number} has no stored file, so the round's sum cannot be rebuilt`);
+      }
+      const payload = await this.updateFiles.readAccepted(row.payloadPath, row.sha256);
+      accumulator.add(decodeWeights(payload).tensors, row.numExamples);
+      accepted.set(row.site, row.sha256);
+    }
+    this.log.info(
+      { round: entity.number, accepted: [...accepted.keys()], examples: accumulator.weight },
+      `round ${entity.number}: ${accepted.size} stored updates folded into the sum again`,
+    );
+    if (entity.state === 'aggregating') {
+      const closed = new Deferred<void>();
+      closed.resolve();
+      return { ...this.trainingPhase(entity, accumulator, accepted), closed };
+    }
+    const training = this.openTraining(active, accumulator, accepted);
+    this.maybeCloseTraining(active, training);
+    return training;
+  }
+
+  /** Sends the train task to every participant still missing and starts the deadline. */
+  private openTraining(active: ActiveRound, accumulator: FedAvgAccumulator, accepted: Map<string, string>): TrainingPhase {
+    const { entity } = active;
+    const training = this.trainingPhase(entity, accumulator, accepted);
+    active.training = training;
     const deadlineMs = this.config.roundTimeoutS * 1000;
+    training.cancelTimer = this.clock.setTimer(deadlineMs, () => this.trainingDeadline(active, training));
+    const ready = new Set(this.sessions.readySites());
+    for (const site of entity.participants) {
+      if (!accepted.has(site) && ready.has(site)) this.sessions.send(site, COORDINATOR_EVENTS.trainTask, training.task);
+    }
+    this.log.info(
+      { round: entity.number, modelVersion: training.task.modelVersion, participants: entity.participants, deadline: training.task.deadline },
+      `round ${entity.number} training with ${entity.participants.length} sites`,
+    );
+    return training;
+  }
+
+  private trainingPhase(entity: RoundEntity, accumulator: FedAvgAccumulator, accepted: Map<string, string>): TrainingPhase {
     const current = this.models.current;
     const task: TrainTask = {
       experiment: this.config.experiment,
@@ -250,30 +350,19 @@ export class RoundScheduler implements OnApplicationShutdown {
         batchSize: this.config.batchSize,
         proximalMu: this.config.proximalMu,
       },
-      deadline: new Date(this.clock.now().getTime() + deadlineMs).toISOString(),
+      deadline: new Date(this.clock.now().getTime() + this.config.roundTimeoutS * 1000).toISOString(),
     };
-    entity.participants = participants;
-    await this.records.transition(entity, 'training');
-
-    const training: TrainingPhase = {
+    return {
       task,
-      participants: new Set(participants),
-      accepted: new Set(),
+      participants: new Set(entity.participants),
+      accepted,
       revoked: new Set(),
       committing: new Set(),
-      accumulator: new FedAvgAccumulator(this.models.layout),
+      accumulator,
       deadlinePassed: false,
       closed: new Deferred<void>(),
       cancelTimer: () => {},
     };
-    active.training = training;
-    training.cancelTimer = this.clock.setTimer(deadlineMs, () => this.trainingDeadline(active, training));
-    for (const site of participants) this.sessions.send(site, COORDINATOR_EVENTS.trainTask, task);
-    this.log.info(
-      { round: entity.number, modelVersion: current.version, participants, deadline: task.deadline },
-      `round ${entity.number} training with ${participants.length} sites`,
-    );
-    return training;
   }
 
   private trainingDeadline(active: ActiveRound, training: TrainingPhase): void {
@@ -288,7 +377,7 @@ export class RoundScheduler implements OnApplicationShutdown {
       this.log.error({ round: number, err: error }, `round ${number}: storing the sites left out failed`);
     });
     this.log.error(
-      { round: number, accepted: [...training.accepted], leftOut: active.entity.leftOut },
+      { round: number, accepted: [...training.accepted.keys()], leftOut: active.entity.leftOut },
       `round ${number} deadline passed with ${training.accepted.size} of the ${this.config.minSites} updates needed: the round stays open until ${this.config.minSites} updates are accepted`,
     );
   }
@@ -460,8 +549,35 @@ export class RoundScheduler implements OnApplicationShutdown {
     return training;
   }
 
-  /** Starts an update upload after checking it is admissible. */
-  beginUpdate(site: string, begin: UpdateBegin): { uploadId: string; nextIndex: number } {
+  /**
+   * Returns whether the update of `site` for `round` with content hash
+   * `sha256` is already accepted, in the open round or an earlier one. An
+   * update is identified by experiment, round, site and SHA-256, so a resend
+   * after a lost acknowledgement is recognised and not counted twice.
+   * @throws ProtocolError `conflicting_update` when the site's accepted update for the round has another SHA-256.
+   */
+  private async isAccepted(site: string, round: number, sha256: string): Promise<boolean> {
+    const training = this.active?.training;
+    const acceptedSha =
+      training && this.active!.entity.number === round ? training.accepted.get(site) : (await this.records.findUpdate(round, site))?.sha256;
+    if (acceptedSha === undefined) return false;
+    if (acceptedSha === sha256) return true;
+    throw new ProtocolError(
+      'conflicting_update',
+      `update from site ${site} for round ${round} has SHA-256 ${sha256}, but its update with SHA-256 ${acceptedSha} was already accepted: dropped`,
+    );
+  }
+
+  /**
+   * Starts an update upload after checking it is admissible, or resumes the
+   * site's unfinished upload of the same update from the next chunk.
+   * @throws ProtocolError with the reason the update cannot be sent.
+   */
+  async beginUpdate(site: string, begin: UpdateBegin): Promise<UpdateBeginReply> {
+    if (await this.isAccepted(site, begin.round, begin.payload.sha256)) {
+      this.log.info({ site, round: begin.round, sha256: begin.payload.sha256 }, `update from site ${site} for round ${begin.round} is already accepted: acknowledged as a duplicate`);
+      return { uploadId: '', nextIndex: begin.payload.chunkCount, duplicate: true };
+    }
     this.admit(site, begin.round, begin.modelVersion);
     // FedAvg weighs an update by its exam count, so a site may not claim more
     // training exams than its hello declared on this connection.
@@ -474,12 +590,12 @@ export class RoundScheduler implements OnApplicationShutdown {
         `update from site ${site} claims ${begin.numExamples} training exams, its site:hello declared ${declared}: dropped, round ${begin.round} continues`,
       );
     }
-    const upload = this.uploads.start(site, begin, this.models.maxUpdateBytes);
+    const upload = await this.uploads.start(site, begin, this.models.maxUpdateBytes);
     this.log.debug(
-      { site, round: begin.round, uploadId: upload.id, bytes: begin.payload.byteLength, chunks: begin.payload.chunkCount },
+      { site, round: begin.round, uploadId: upload.id, bytes: begin.payload.byteLength, chunks: begin.payload.chunkCount, nextIndex: upload.file.nextIndex },
       `site ${site} started an update upload for round ${begin.round}`,
     );
-    return { uploadId: upload.id, nextIndex: upload.assembler.nextIndex };
+    return { uploadId: upload.id, nextIndex: upload.file.nextIndex };
   }
 
   /** Returns whether `site` has the unfinished upload `uploadId` in this experiment. */
@@ -487,22 +603,83 @@ export class RoundScheduler implements OnApplicationShutdown {
     return this.uploads.has(site, uploadId);
   }
 
-  /** Adds one chunk; a chunk below `nextIndex` is a resend and is ignored. */
-  addUpdateChunk(site: string, chunk: UpdateChunk): { nextIndex: number } {
+  /** Writes one chunk to the upload's file; a chunk below `nextIndex` is a resend and is ignored. */
+  async addUpdateChunk(site: string, chunk: UpdateChunk): Promise<{ nextIndex: number }> {
     const upload = this.uploads.get(site, chunk.uploadId);
-    return { nextIndex: upload.assembler.add(chunk.index, chunk.data) };
+    return { nextIndex: await upload.file.add(chunk.index, chunk.data) };
   }
 
   /**
-   * Verifies a finished upload and folds it into the round's FedAvg sum.
+   * Verifies a finished upload, stores it durably and records it, then folds
+   * it into the round's FedAvg sum. Only then is the update acknowledged, so
+   * an acknowledged update survives a crash of the coordinator.
    * @throws ProtocolError with the reason the update is rejected; the round goes on without it.
    */
-  async commitUpdate(site: string, commit: UpdateCommit): Promise<{ accepted: true }> {
+  commitUpdate(site: string, commit: UpdateCommit): Promise<UpdateCommitReply> {
     const upload = this.uploads.take(site, commit.uploadId);
+    const result = this.commits.then(() => this.commitInOrder(site, upload));
+    this.commits = result.catch(() => {});
+    return result;
+  }
+
+  private async commitInOrder(site: string, upload: Upload): Promise<UpdateCommitReply> {
+    try {
+      return await this.storeAndFold(site, upload);
+    } finally {
+      // Removes the file unless it was accepted and moved.
+      await upload.file.discard();
+    }
+  }
+
+  private async storeAndFold(site: string, upload: Upload): Promise<UpdateCommitReply> {
     const { round, modelVersion, numExamples, trainLoss } = upload.begin;
+    const sha256 = upload.begin.payload.sha256;
+    if (await this.isAccepted(site, round, sha256)) {
+      this.log.info({ site, round, sha256 }, `update from site ${site} for round ${round} is already accepted: acknowledged as a duplicate`);
+      return { accepted: true, duplicate: true };
+    }
     this.admit(site, round, modelVersion);
 
-    const payload = upload.assembler.finish();
+    await upload.file.finish();
+    const tensors = this.checkedTensors(site, round, await readFile(upload.file.path));
+
+    const training = this.admit(site, round, modelVersion);
+    training.committing.add(site);
+    let path: string | null = null;
+    let row;
+    try {
+      path = await this.updateFiles.accept(upload.file, round, site);
+      row = await this.records.insertUpdate({ round, site, sha256, numExamples, trainLoss, payloadPath: path });
+    } catch (error) {
+      if (path !== null) await this.updateFiles.removeAccepted(path);
+      throw error;
+    } finally {
+      training.committing.delete(site);
+    }
+    // The deadline may have closed the round while the file and the row were written.
+    try {
+      this.admit(site, round, modelVersion);
+    } catch (error) {
+      await this.records.deleteUpdate(row);
+      await this.updateFiles.removeAccepted(path);
+      throw error;
+    }
+
+    training.accumulator.add(tensors, numExamples);
+    training.accepted.set(site, sha256);
+    this.log.info(
+      { site, round, sha256, numExamples, trainLoss, accepted: training.accepted.size, participants: training.participants.size },
+      `update from site ${site} accepted for round ${round}`,
+    );
+    this.maybeCloseTraining(this.active!, training);
+    return { accepted: true };
+  }
+
+  /**
+   * Decodes an update and checks it against the global model's layout.
+   * @throws ProtocolError `weights_mismatch` or `weights_not_finite`.
+   */
+  private checkedTensors(site: string, round: number, payload: Buffer): NamedTensor[] {
     const { tensors } = decodeWeights(payload);
     const mismatch = layoutMismatch(this.models.layout, tensors);
     if (mismatch) {
@@ -515,31 +692,7 @@ export class RoundScheduler implements OnApplicationShutdown {
         `update from site ${site}: tensor ${nonFinite} contains NaN or an infinite value: dropped, round ${round} continues`,
       );
     }
-
-    const training = this.admit(site, round, modelVersion);
-    training.committing.add(site);
-    let row;
-    try {
-      row = await this.records.insertUpdate({ round, site, sha256: upload.begin.payload.sha256, numExamples, trainLoss });
-    } finally {
-      training.committing.delete(site);
-    }
-    // The deadline may have closed the round while the row was written.
-    try {
-      this.admit(site, round, modelVersion);
-    } catch (error) {
-      await this.records.deleteUpdate(row);
-      throw error;
-    }
-
-    training.accumulator.add(tensors, numExamples);
-    training.accepted.add(site);
-    this.log.info(
-      { site, round, numExamples, trainLoss, accepted: training.accepted.size, participants: training.participants.size },
-      `update from site ${site} accepted for round ${round}`,
-    );
-    this.maybeCloseTraining(this.active!, training);
-    return { accepted: true };
+    return tensors;
   }
 
   /**

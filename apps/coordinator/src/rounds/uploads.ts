@@ -1,29 +1,42 @@
 import { randomUUID } from 'node:crypto';
-import { ChunkAssembler, ProtocolError, type UpdateBegin } from '@covnet/protocol';
+import { ProtocolError, type UpdateBegin } from '@covnet/protocol';
+import type { UpdateFiles, UploadFile } from './update-files';
 
 export interface Upload {
   id: string;
   site: string;
   begin: UpdateBegin;
-  assembler: ChunkAssembler;
+  file: UploadFile;
 }
 
 /**
- * Update uploads in progress, at most one per site: a new `update:begin`
- * from a site drops its unfinished upload, so a site that restarts cannot
- * pile up buffers.
+ * Update uploads in progress, at most one per site. An `update:begin` that
+ * repeats the site's unfinished upload (same round, model version, exam
+ * count and payload) resumes it from the next chunk not yet acknowledged;
+ * any other `update:begin` from the site drops the unfinished one, so a site
+ * that restarts cannot pile up files.
  */
 export class Uploads {
   private readonly byId = new Map<string, Upload>();
   private readonly idBySite = new Map<string, string>();
 
-  /** @throws ProtocolError `payload_too_large` or `invalid_message` from the assembler. */
-  start(site: string, begin: UpdateBegin, maxBytes: number): Upload {
-    const assembler = new ChunkAssembler(begin.payload, maxBytes);
+  constructor(private readonly files: UpdateFiles) {}
+
+  /**
+   * Returns the site's unfinished upload of the same update, or starts a new one.
+   * @throws ProtocolError `payload_too_large` or `invalid_message` for an unusable payload description.
+   */
+  async start(site: string, begin: UpdateBegin, maxBytes: number): Promise<Upload> {
+    const existing = this.byId.get(this.idBySite.get(site) ?? '');
+    if (existing && sameUpdate(existing.begin, begin)) return existing;
     this.dropSite(site);
-    const upload: Upload = { id: randomUUID(), site, begin, assembler };
-    this.byId.set(upload.id, upload);
-    this.idBySite.set(site, upload.id);
+    const id = randomUUID();
+    const file = await this.files.startUpload(id, begin.payload, maxBytes);
+    // A second begin from the same site may have started meanwhile; the later one wins.
+    this.dropSite(site);
+    const upload: Upload = { id, site, begin, file };
+    this.byId.set(id, upload);
+    this.idBySite.set(site, id);
     return upload;
   }
 
@@ -52,15 +65,39 @@ export class Uploads {
     return upload;
   }
 
+  /** Drops the site's unfinished upload and deletes its file. */
   dropSite(site: string): void {
     const id = this.idBySite.get(site);
     if (id === undefined) return;
+    const upload = this.byId.get(id)!;
     this.byId.delete(id);
     this.idBySite.delete(site);
+    discardQuietly(upload);
   }
 
+  /** Drops every unfinished upload and deletes their files. */
   clear(): void {
+    for (const upload of this.byId.values()) discardQuietly(upload);
     this.byId.clear();
     this.idBySite.clear();
   }
+}
+
+function sameUpdate(a: UpdateBegin, b: UpdateBegin): boolean {
+  return (
+    a.experiment === b.experiment &&
+    a.round === b.round &&
+    a.modelVersion === b.modelVersion &&
+    a.numExamples === b.numExamples &&
+    a.trainLoss === b.trainLoss &&
+    a.payload.sha256 === b.payload.sha256 &&
+    a.payload.byteLength === b.payload.byteLength &&
+    a.payload.chunkBytes === b.payload.chunkBytes
+  );
+}
+
+// A file left behind is removed at the next start (see UpdateFiles.removeUploads), so
+// failing to delete it now loses nothing.
+function discardQuietly(upload: Upload): void {
+  upload.file.discard().catch(() => {});
 }

@@ -9,6 +9,8 @@ import {
   type CoordinatorToAgentEvents,
   type PayloadRef,
   type SiteHello,
+  type UpdateBeginReply,
+  type UpdateCommitReply,
 } from '@covnet/protocol';
 
 type ClientSocket = Socket<CoordinatorToAgentEvents, AgentToCoordinatorEvents>;
@@ -97,7 +99,7 @@ export class FakeAgent {
 
   /** Begins an upload of `payload` for a round; returns the ack with the upload id. */
   async begin(round: number, modelVersion: number, numExamples: number, payload: Uint8Array, chunkBytes: number, ref?: PayloadRef, experiment?: string) {
-    return this.request<{ uploadId: string; nextIndex: number }>('update:begin', {
+    return this.request<UpdateBeginReply>('update:begin', {
       ...named(experiment),
       round,
       modelVersion,
@@ -116,11 +118,13 @@ export class FakeAgent {
     const ref = describePayload(payload, chunkBytes);
     const begun = await this.begin(round, modelVersion, numExamples, payload, chunkBytes, ref, experiment);
     if (!begun.ok) return begun;
-    for (let index = 0; index < ref.chunkCount; index++) {
+    // The coordinator has this update already: there is nothing to send.
+    if (begun.duplicate) return begun;
+    for (let index = begun.nextIndex; index < ref.chunkCount; index++) {
       const ack = await this.sendChunk(begun.uploadId, payload, ref, index);
       if (!ack.ok) return ack;
     }
-    return this.request<{ accepted: true }>('update:commit', { uploadId: begun.uploadId });
+    return this.request<UpdateCommitReply>('update:commit', { uploadId: begun.uploadId });
   }
 
   close(): void {
