@@ -18,7 +18,7 @@ import { summariseValidation } from '../evaluation/site-metrics';
 import { log } from '../log';
 import { startProgress } from '../progress';
 import { AgentStatus } from './agent-status';
-import { downloadModel, uploadUpdate } from './transfer';
+import { downloadModel, uploadUntilAccepted, type UpdateHeader } from './transfer';
 import { request } from './socket-call';
 
 export interface AgentOptions {
@@ -39,6 +39,8 @@ export interface AgentOptions {
   status?: AgentStatus;
 }
 
+const REJOIN_TIMEOUT_MS = 5 * 60_000;
+
 /** Reasons that end the agent: the coordinator rejected its credentials. */
 export class AuthenticationError extends Error {}
 
@@ -53,6 +55,13 @@ export class FederationAgent {
   /** Experiment and version of the global model in `model`, as `experiment@version`; null once local training changed it. */
   private loadedModel: string | null = null;
   private queue: Promise<void> = Promise.resolve();
+  /** Resolves with whether `site:hello` was acknowledged on the current connection. */
+  private joined: Promise<boolean> = Promise.resolve(false);
+  /**
+   * The last update this agent trained, kept until the next one, so that a
+   * train task repeated after a reconnect sends it again instead of training again.
+   */
+  private lastUpdate: { key: string; header: UpdateHeader; payload: Buffer } | null = null;
   private sentMessages = 0;
   private readonly status: AgentStatus;
 
@@ -77,7 +86,14 @@ export class FederationAgent {
       socket.on('connect', () => {
         log.info({ coordinator: this.options.coordinatorUrl }, 'connected to the coordinator');
         this.status.connection('connected');
-        this.enqueue('hello', () => this.hello());
+        // Not queued: a task that waits to send its update again needs the hello first.
+        this.joined = this.hello().then(
+          () => true,
+          (error: Error) => {
+            log.error({ error: error.message }, 'site:hello failed');
+            return false;
+          },
+        );
       });
       socket.on('disconnect', (reason) => {
         // Only a close by this agent or by the coordinator ends the connection for good.
@@ -190,6 +206,12 @@ export class FederationAgent {
 
   private async trainRound(task: TrainTask): Promise<void> {
     const started = Date.now();
+    const key = `${task.experiment}@${task.round}@${task.modelVersion}`;
+    if (this.lastUpdate?.key === key) {
+      log.info({ round: task.round }, 'the coordinator sent this round again: sending the update trained earlier');
+      await this.sendUpdate(this.lastUpdate.header, this.lastUpdate.payload);
+      return;
+    }
     const covnet = await this.loadGlobalModel(task.experiment, task.modelVersion, task.model);
     const exams = await this.prepareExams();
     if (exams.train.length === 0) {
@@ -214,15 +236,31 @@ export class FederationAgent {
     // The local weights now differ from any global version.
     this.loadedModel = null;
     const payload = encodeWeights(covnet.getNamedWeights(), 'float32', { ...this.model!.spec });
-    await uploadUpdate(
-      this.socket,
-      { experiment: task.experiment, round: task.round, modelVersion: task.modelVersion, numExamples: exams.train.length, trainLoss: result.loss },
-      payload,
-    );
+    const header = { experiment: task.experiment, round: task.round, modelVersion: task.modelVersion, numExamples: exams.train.length, trainLoss: result.loss };
+    this.lastUpdate = { key, header, payload };
+    await this.sendUpdate(header, payload);
     log.info(
       { round: task.round, loss: result.loss, steps: result.steps, exams: exams.train.length, ms: Date.now() - started },
       'update sent',
     );
+  }
+
+  private async sendUpdate(header: UpdateHeader, payload: Buffer): Promise<void> {
+    const { duplicate } = await uploadUntilAccepted(this.socket, header, payload, (delayMs) => this.rejoined(delayMs));
+    if (duplicate) log.info({ round: header.round }, 'the coordinator had already accepted this update');
+  }
+
+  /**
+   * Waits `delayMs`, then until the agent is connected and its hello is acknowledged.
+   * @throws Error after REJOIN_TIMEOUT_MS without that.
+   */
+  private async rejoined(delayMs: number): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    const giveUpAt = Date.now() + REJOIN_TIMEOUT_MS;
+    while (!this.socket.connected || !(await this.joined)) {
+      if (Date.now() > giveUpAt) throw new Error(`not connected to the coordinator within ${REJOIN_TIMEOUT_MS / 1000} s; the update is not sent`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
   }
 
   private async evaluate(task: EvaluateTask): Promise<void> {
