@@ -7,7 +7,8 @@ export class RejectedError extends ProtocolError {}
 /**
  * Emits an event and waits for its acknowledgement.
  * @throws RejectedError when the coordinator answers `{ok: false}`;
- * Error when no acknowledgement arrives within `timeoutMs` (socket.io's own timeout).
+ * Error when the socket is not connected, or no acknowledgement arrives
+ * within `timeoutMs` (socket.io's own timeout).
  */
 export async function request<T extends object>(
   socket: Socket,
@@ -15,6 +16,10 @@ export async function request<T extends object>(
   payload: unknown,
   timeoutMs = 60_000,
 ): Promise<T> {
+  // socket.io would buffer the message and send it on the next connection,
+  // before that connection's site:hello, and the coordinator rejects
+  // messages of a site that has not said hello. The caller retries instead.
+  if (!socket.connected) throw new Error(`${event}: not connected to the coordinator`);
   let reply: Ack<T>;
   try {
     reply = (await socket.timeout(timeoutMs).emitWithAck(event, payload)) as Ack<T>;

@@ -43,8 +43,8 @@ export interface UpdateHeader {
  * @returns whether the coordinator had already accepted this very update, e.g. when
  * the acknowledgement of an earlier commit was lost.
  */
-export async function uploadUpdate(socket: Socket, header: UpdateHeader, payload: Buffer): Promise<{ duplicate: boolean }> {
-  const ref = describePayload(payload);
+export async function uploadUpdate(socket: Socket, header: UpdateHeader, payload: Buffer, chunkBytes?: number): Promise<{ duplicate: boolean }> {
+  const ref = describePayload(payload, chunkBytes);
   const begun = await request<UpdateBeginReply>(socket, AGENT_EVENTS.updateBegin, {
     ...header,
     payload: ref,
@@ -74,6 +74,7 @@ const MAX_UPLOAD_ATTEMPTS = 5;
  * upload and acknowledges one it has already accepted as a duplicate, so
  * sending again never counts an update twice.
  * @param rejoined resolves once the agent is connected and has sent its hello again; called with a back-off delay in ms.
+ * @param chunkBytes upload chunk size (default and maximum MAX_CHUNK_BYTES).
  * @throws RejectedError when the coordinator rejects the update for good
  * (e.g. `stale_round`), or the last error after MAX_UPLOAD_ATTEMPTS attempts.
  */
@@ -82,10 +83,11 @@ export async function uploadUntilAccepted(
   header: UpdateHeader,
   payload: Buffer,
   rejoined: (delayMs: number) => Promise<void>,
+  chunkBytes?: number,
 ): Promise<{ duplicate: boolean }> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await uploadUpdate(socket, header, payload);
+      return await uploadUpdate(socket, header, payload, chunkBytes);
     } catch (error) {
       const retried = !(error instanceof RejectedError) || RETRIED_REJECTIONS.has(error.code);
       if (!retried || attempt >= MAX_UPLOAD_ATTEMPTS) throw error;
