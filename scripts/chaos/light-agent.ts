@@ -34,6 +34,8 @@ export interface LightAgentOptions {
   ackLog?: string;
   /** Upload chunk size in bytes (default and maximum 512 KiB). */
   chunkBytes?: number;
+  /** Awaited before each round's download, so that a test in the same process can hold agents back. */
+  beforeTraining?: (round: number) => Promise<void>;
 }
 
 /** One update the coordinator acknowledged. */
@@ -118,6 +120,7 @@ export class LightAgent {
   }
 
   private async train(task: TrainTask): Promise<void> {
+    await this.options.beforeTraining?.(task.round);
     const global = decodeWeights(await downloadModel(this.socket, task.experiment, task.modelVersion, task.model));
     await new Promise((resolve) => setTimeout(resolve, this.options.trainMs));
     const tensors = simulatedUpdate(global.tensors, `${this.options.seed}/${this.options.site}/${task.round}`);
