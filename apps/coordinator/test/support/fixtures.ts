@@ -31,6 +31,8 @@ export interface Fixture {
   coordinator: RunningCoordinator;
   baseUrl: string;
   initialPayload: Buffer;
+  /** Closes the coordinator and starts a new one on the same data dir and database; `coordinator` and `baseUrl` change. */
+  restart(): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -102,18 +104,25 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
   }
   // The federation may not finish in a test; its rejection at close is expected.
   coordinator.done.catch(() => {});
-  return {
+  const fixture: Fixture = {
     dataDir,
     database,
     coordinator,
     baseUrl: `http://127.0.0.1:${coordinator.port}`,
     initialPayload,
+    restart: async () => {
+      await fixture.coordinator.close();
+      fixture.coordinator = await startCoordinator(config);
+      fixture.coordinator.done.catch(() => {});
+      fixture.baseUrl = `http://127.0.0.1:${fixture.coordinator.port}`;
+    },
     cleanup: async () => {
-      await coordinator.close();
+      await fixture.coordinator.close();
       await database.drop();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+  return fixture;
 }
 
 /** GETs a URL with the admin token, or with `token` (null for none), and parses the JSON body. */
