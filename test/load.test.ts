@@ -72,7 +72,11 @@ describe('federation of 50 light agents', () => {
       const opened = new Promise<void>((resolve) => (open = resolve));
       return { open, opened };
     });
-    const groupOf = (i: number) => (i < 5 ? 0 : i < SITES - 1 ? 1 : 2);
+    const groupOf = (i: number) => {
+      if (i < 5) return 0;
+      if (i < SITES - 1) return 1;
+      return 2;
+    };
     for (let i = 0; i < SITES; i++) {
       agents.push(
         new LightAgent({

@@ -57,7 +57,7 @@ export async function runChaos(options: ChaosOptions, print: (line: string) => v
   ]);
   const agents = federation.sites.map((site, i) => new AgentProcess(federation, site, { trainExams: 1 + i, trainMs: options.trainMs, seed: options.seed }));
 
-  print(`chaos run: seed ${options.seed}, ${options.sites} sites, ${options.rounds} rounds, ${options.events} kills, work dir ${options.workDir}`);
+  print(`chaos run: seed ${options.seed}, ${options.sites} sites, ${options.rounds} rounds, up to ${options.events} kills, work dir ${options.workDir}`);
   await coordinator.start();
   for (const agent of agents) agent.start();
 

@@ -48,12 +48,11 @@ export interface AcknowledgedUpdate {
 }
 
 /**
- * A site agent reduced to the protocol, for load and failure tests: it
- * speaks to the coordinator with the real socket.io client, the real weight
- * codec and the site agent's own download and upload functions, but its
- * local training is simulated. The update of a round is the global model
- * plus a pseudo-random step that depends only on seed, site and round, so a
- * restarted agent sends the same bytes again.
+ * A site agent reduced to the protocol, for load and failure tests. It uses
+ * the real socket.io client, the real weight codec and the site agent's own
+ * download and upload functions, but simulates local training. The update of
+ * a round is the global model plus a pseudo-random step that depends only on
+ * seed, site and round, so a restarted agent sends the same bytes again.
  */
 export class LightAgent {
   readonly socket: Socket;

@@ -4,7 +4,7 @@ import { DataSource } from 'typeorm';
 import { decodeWeights, encodeWeights, sha256Hex, type NamedTensor } from '@covnet/protocol';
 import type { AcknowledgedUpdate } from './light-agent';
 
-/** What the coordinator's database records about one experiment, read once it has finished. */
+/** Rows of one finished experiment in the coordinator's database. */
 export interface FederationRecord {
   roundsDone: number;
   /** Accepted updates in the order of their row ids, which is the order they were accepted. */
@@ -71,8 +71,8 @@ export interface ReplayCheck {
 }
 
 /**
- * Compares what the sites were told with what the coordinator recorded:
- * every acknowledged update must be a recorded one, and each round's
+ * Compares the acknowledgements the sites received with the coordinator's
+ * records: every acknowledged update must be a recorded one, and each round's
  * checkpoint must equal FedAvg over that round's recorded updates, replayed
  * from the bytes the sites sent (`sentDir/<sha256>.cvnw`).
  */

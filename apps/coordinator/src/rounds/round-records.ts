@@ -27,9 +27,9 @@ export class RoundRecords {
 
   /**
    * Creates round `number` in `waiting_for_quorum`. A row that an earlier
-   * process left waiting for a quorum is reset; it has no accepted update, and
-   * any metrics or update rows of the number are deleted. Rounds left in a
-   * later state are resumed instead (see `RoundScheduler`).
+   * process left waiting for a quorum has no accepted update, so it is reset
+   * and any metrics or update rows of the number are deleted. Rounds left in
+   * a later state are resumed instead (see `RoundScheduler`).
    */
   async open(number: number, modelVersionIn: number): Promise<RoundEntity> {
     const experiment = this.config.experiment;

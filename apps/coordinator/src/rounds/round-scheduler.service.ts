@@ -281,11 +281,10 @@ export class RoundScheduler implements OnApplicationShutdown {
 
   /**
    * Rebuilds the training phase of a round that an earlier process left in
-   * `training` or `aggregating`: the FedAvg sum is folded again from the
-   * stored updates in the order they were accepted, which gives the same
-   * float64 sum bit for bit. Participants keep their places, and those
-   * without an accepted update get a new full deadline, because they need
-   * time to reconnect.
+   * `training` or `aggregating`. The stored updates are folded into the sum
+   * again in the order they were accepted, so the float64 sum is the same bit
+   * for bit. Participants keep their places, and those without an accepted
+   * update get a new full deadline, because they need time to reconnect.
    * @throws Error when a stored update is missing or differs from its recorded SHA-256.
    */
   private async resumeTraining(active: ActiveRound): Promise<TrainingPhase> {

@@ -74,7 +74,7 @@ export class UpdateFiles {
 }
 
 /**
- * One upload written to disk chunk by chunk, so that the coordinator holds no
+ * One upload written to disk chunk by chunk, so that the coordinator keeps no
  * update in memory while it arrives, however many sites upload at once.
  * Chunks arrive in order; one received twice (a retry after a lost
  * acknowledgement) is written once and ignored after that.

@@ -12,8 +12,8 @@ export interface Upload {
 /**
  * Update uploads in progress, at most one per site. An `update:begin` that
  * repeats the site's unfinished upload (same round, model version, exam
- * count and payload) resumes it from the next chunk not yet acknowledged;
- * any other `update:begin` from the site drops the unfinished one, so a site
+ * count and payload) resumes it from the next chunk not yet acknowledged.
+ * Any other `update:begin` from the site drops the unfinished one, so a site
  * that restarts cannot pile up files.
  */
 export class Uploads {

@@ -16,9 +16,9 @@ export async function request<T extends object>(
   payload: unknown,
   timeoutMs = 60_000,
 ): Promise<T> {
-  // socket.io would buffer the message and send it on the next connection,
-  // before that connection's site:hello, and the coordinator rejects
-  // messages of a site that has not said hello. The caller retries instead.
+  // socket.io would buffer the message and send it on the next connection
+  // ahead of that connection's site:hello, which the coordinator requires
+  // first. The caller retries instead.
   if (!socket.connected) throw new Error(`${event}: not connected to the coordinator`);
   let reply: Ack<T>;
   try {
