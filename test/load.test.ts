@@ -88,7 +88,7 @@ describe('federation of 50 light agents', () => {
           trainMs: (i * 37) % 50,
           seed: 11,
           sentDir: federation.sentDir,
-          beforeTraining: (round) => (round === 1 ? gates[groupOf(i)].opened : Promise.resolve()),
+          beforeTask: (task, round) => (task === 'train' && round === 1 ? gates[groupOf(i)].opened : Promise.resolve()),
         }),
       );
     }

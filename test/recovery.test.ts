@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { describePayload, encodeWeights, type EvaluateTask, type NamedTensor, type TrainTask } from '@covnet/protocol';
 import { FakeAgent } from '../apps/coordinator/test/support/fake-agent';
-import { AgentProcess, CoordinatorProcess, LIGHT_MODEL_META, lightModel, prepareFederation, type LocalFederation } from '../scripts/chaos/federation';
+import { ADMIN_TOKEN, AgentProcess, CoordinatorProcess, LIGHT_MODEL_META, lightModel, prepareFederation, type LocalFederation } from '../scripts/chaos/federation';
 import { withDatabase } from '../scripts/chaos/replay';
-import { FIXED_METRICS } from '../scripts/chaos/light-agent';
+import { FIXED_METRICS, LightAgent } from '../scripts/chaos/light-agent';
 
 // The three-tensor test model, all zeros, and two updates. Site 1 trained on
 // 1 exam and site 2 on 3, so FedAvg is (1*a + 3*b) / 4, and every value and
@@ -179,47 +179,79 @@ describe('recovery from killed processes', () => {
     it('closes the round at quorum and the restarted agent rejoins', async () => {
       const federation = await federationOf(3, lightModel(4096));
       const timeoutS = 3;
-      const rounds = 5;
+      const rounds = 6;
       const coordinator = coordinatorOf(federation, ['--rounds', String(rounds), '--min-sites', '2', '--round-timeout-s', String(timeoutS)]);
       await coordinator.start();
-      // Site 3 trains for a minute, so it is still training when it is killed.
-      const agents = federation.sites.map((site, i) => new AgentProcess(federation, site, { trainExams: 1 + i, trainMs: i === 2 ? 60_000 : 800, seed: 5 }));
-      for (const agent of agents) {
-        cleanups.push(() => agent.kill());
-        agent.start();
-      }
 
-      // Round 1 may start before site 3 has connected; round 2 has all three.
-      const round2 = await waitFor('round 2 training with two updates', async () => {
-        const [round] = await query<RoundRow>(federation, 'SELECT * FROM rounds WHERE number = 2');
-        const [updates] = await query<{ n: number }>(federation, 'SELECT COUNT(*) AS n FROM updates WHERE round = 2');
-        return round?.state === 'training' && updates.n === 2 ? round : null;
+      const siteThreeOnline = () =>
+        waitFor('site 3 to be online', async () => {
+          const response = await fetch(`${federation.url}/api/sites`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+          const sites = (await response.json()) as { name: string; online: boolean }[];
+          return sites.find((s) => s.name === 'site-03')?.online;
+        });
+      // Site 3 is a process that trains for 2.5 s, within the deadline, so it
+      // is still training when the others are done and it is killed.
+      const siteThree = new AgentProcess(federation, federation.sites[2], { trainExams: 3, trainMs: 2_500, seed: 5 });
+      cleanups.push(() => siteThree.kill());
+      siteThree.start();
+      await siteThreeOnline();
+
+      // Sites 1 and 2 run in this process. They hold back their evaluation of
+      // the round in which site 3 dies until site 3 is online again, so that
+      // the next round starts with site 3 back.
+      let killedIn = Number.POSITIVE_INFINITY;
+      let backOnline: () => void = () => {};
+      const siteThreeBack = new Promise<void>((resolve) => (backOnline = resolve));
+      const inProcess = [0, 1].map((i) => {
+        const agent = new LightAgent({
+          url: federation.url,
+          token: federation.sites[i].token,
+          site: federation.sites[i].name,
+          trainExams: 1 + i,
+          trainMs: 200,
+          seed: 5,
+          beforeTask: (task, round) => (task === 'evaluate' && round === killedIn ? siteThreeBack : Promise.resolve()),
+        });
+        cleanups.push(async () => agent.close());
+        agent.run().catch(() => {});
+        return agent;
       });
-      expect(JSON.parse(round2.participants)).toEqual(['site-01', 'site-02', 'site-03']);
-      await agents[2].kill();
 
-      // Round 2 closes at the deadline, at quorum, and records why site 3 is missing.
-      const closed = await waitFor('round 2 to close', async () => {
-        const [row] = await query<RoundRow>(federation, 'SELECT * FROM rounds WHERE number = 2');
+      const round = await waitFor('a round where site 3 trains and the others are done', async () => {
+        const [open] = await query<RoundRow>(federation, 'SELECT * FROM rounds ORDER BY number DESC LIMIT 1');
+        if (open?.state !== 'training' || !JSON.parse(open.participants).includes('site-03')) return null;
+        const [updates] = await query<{ n: number }>(federation, 'SELECT COUNT(*) AS n FROM updates WHERE round = ?', [open.number]);
+        return updates.n === 2 ? open : null;
+      });
+      killedIn = round.number;
+      await siteThree.kill();
+
+      // The round closes at the deadline, at quorum, and records why site 3 is missing.
+      const closed = await waitFor('the round to close', async () => {
+        const [row] = await query<RoundRow>(federation, 'SELECT * FROM rounds WHERE number = ?', [killedIn]);
         return row.state !== 'training' ? row : null;
       });
       expect(JSON.parse(closed.left_out)).toEqual([{ site: 'site-03', reason: 'disconnected' }]);
+      expect(Date.parse(closed.ended_at ?? new Date().toISOString()) - Date.parse(closed.started_at)).toBeGreaterThanOrEqual(timeoutS * 1000);
 
-      const restarted = new AgentProcess(federation, federation.sites[2], { trainExams: 3, trainMs: 800, seed: 5 });
+      const restarted = new AgentProcess(federation, federation.sites[2], { trainExams: 3, trainMs: 200, seed: 5 });
       cleanups.push(() => restarted.kill());
       restarted.start();
+      await siteThreeOnline();
+      backOnline();
+      expect(killedIn).toBeLessThan(rounds);
       expect(await coordinator.exited).toBe(0);
 
       const rows = await query<RoundRow>(federation, 'SELECT * FROM rounds ORDER BY number');
       expect(rows.map((r) => r.state)).toEqual(Array(rounds).fill('done'));
       const updates = await query<{ round: number; site: string }>(federation, 'SELECT round, site FROM updates ORDER BY round, site');
-      expect(updates.filter((u) => u.round === 2).map((u) => u.site)).toEqual(['site-01', 'site-02']);
-      // The restarted agent joined again by itself and trained in the last round.
-      const last = rows[rounds - 1];
-      expect(JSON.parse(last.participants)).toEqual(['site-01', 'site-02', 'site-03']);
-      expect(JSON.parse(last.left_out)).toEqual([]);
-      expect(updates.filter((u) => u.round === rounds).map((u) => u.site)).toEqual(['site-01', 'site-02', 'site-03']);
-      expect(readdirSync(join(federation.dataDir, 'checkpoints')).filter((f) => f.endsWith('.cvnw'))).toHaveLength(rounds + 1);
+      expect(updates.filter((u) => u.round === killedIn).map((u) => u.site)).toEqual(['site-01', 'site-02']);
+      // The restarted agent joined again by itself and trained in the next round.
+      const next = rows[killedIn];
+      expect(JSON.parse(next.participants)).toEqual(['site-01', 'site-02', 'site-03']);
+      expect(JSON.parse(next.left_out)).toEqual([]);
+      expect(updates.filter((u) => u.round === killedIn + 1).map((u) => u.site)).toEqual(['site-01', 'site-02', 'site-03']);
+      expect(inProcess.every((agent) => agent.acknowledged.length >= rounds - 1)).toBe(true);
     });
   });
 });

@@ -34,8 +34,8 @@ export interface LightAgentOptions {
   ackLog?: string;
   /** Upload chunk size in bytes (default and maximum 512 KiB). */
   chunkBytes?: number;
-  /** Awaited before each round's download, so that a test in the same process can hold agents back. */
-  beforeTraining?: (round: number) => Promise<void>;
+  /** Awaited before each task starts, so that a test in the same process can hold agents back. */
+  beforeTask?: (task: 'train' | 'evaluate', round: number) => Promise<void>;
 }
 
 /** One update the coordinator acknowledged. */
@@ -119,7 +119,7 @@ export class LightAgent {
   }
 
   private async train(task: TrainTask): Promise<void> {
-    await this.options.beforeTraining?.(task.round);
+    await this.options.beforeTask?.('train', task.round);
     const global = decodeWeights(await downloadModel(this.socket, task.experiment, task.modelVersion, task.model));
     await new Promise((resolve) => setTimeout(resolve, this.options.trainMs));
     const tensors = simulatedUpdate(global.tensors, `${this.options.seed}/${this.options.site}/${task.round}`);
@@ -134,6 +134,7 @@ export class LightAgent {
   }
 
   private async evaluate(task: EvaluateTask): Promise<void> {
+    await this.options.beforeTask?.('evaluate', task.round);
     await request(this.socket, AGENT_EVENTS.metricsReport, {
       experiment: task.experiment,
       round: task.round,
