@@ -118,7 +118,7 @@ export class RoundScheduler implements OnApplicationShutdown {
     private readonly updateFiles: UpdateFiles,
   ) {
     this.log = rootLogger.child({ context: 'rounds', experiment: config.experiment });
-    this.uploads = new Uploads(updateFiles);
+    this.uploads = new Uploads(updateFiles, this.log);
     sessions.on('ready', this.onReady);
     events.on('siteRevoked', this.onRevoked);
   }
@@ -625,8 +625,10 @@ export class RoundScheduler implements OnApplicationShutdown {
     try {
       return await this.storeAndFold(site, upload);
     } finally {
-      // Removes the file unless it was accepted and moved.
-      await upload.file.discard();
+      // Removes the file unless it was accepted and moved; a file left behind is removed at the next start.
+      await upload.file.discard().catch((error: Error) => {
+        this.log.warn({ site, uploadId: upload.id, err: error }, `deleting the upload file ${upload.file.path} failed`);
+      });
     }
   }
 

@@ -99,6 +99,11 @@ export class UploadFile {
     return this.next;
   }
 
+  /** Whether a write failed, so that the upload must start again from chunk 0. */
+  get failed(): boolean {
+    return this.failure !== null;
+  }
+
   /**
    * Appends chunk `index`; returns the next index expected once the chunk is written.
    * @throws ProtocolError `chunk_out_of_order` or `invalid_message` (wrong size).

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
 import { ProtocolError, type UpdateBegin } from '@covnet/protocol';
 import type { UpdateFiles, UploadFile } from './update-files';
 
@@ -20,7 +21,10 @@ export class Uploads {
   private readonly byId = new Map<string, Upload>();
   private readonly idBySite = new Map<string, string>();
 
-  constructor(private readonly files: UpdateFiles) {}
+  constructor(
+    private readonly files: UpdateFiles,
+    private readonly log: Logger,
+  ) {}
 
   /**
    * Returns the site's unfinished upload of the same update, or starts a new one.
@@ -28,7 +32,7 @@ export class Uploads {
    */
   async start(site: string, begin: UpdateBegin, maxBytes: number): Promise<Upload> {
     const existing = this.byId.get(this.idBySite.get(site) ?? '');
-    if (existing && sameUpdate(existing.begin, begin)) return existing;
+    if (existing && !existing.file.failed && sameUpdate(existing.begin, begin)) return existing;
     this.dropSite(site);
     const id = randomUUID();
     const file = await this.files.startUpload(id, begin.payload, maxBytes);
@@ -72,14 +76,22 @@ export class Uploads {
     const upload = this.byId.get(id)!;
     this.byId.delete(id);
     this.idBySite.delete(site);
-    discardQuietly(upload);
+    this.discard(upload);
   }
 
   /** Drops every unfinished upload and deletes their files. */
   clear(): void {
-    for (const upload of this.byId.values()) discardQuietly(upload);
+    for (const upload of this.byId.values()) this.discard(upload);
     this.byId.clear();
     this.idBySite.clear();
+  }
+
+  // A file left behind is removed at the next start (see UpdateFiles.removeUploads),
+  // so a failed delete loses nothing and is only logged.
+  private discard(upload: Upload): void {
+    upload.file.discard().catch((error: Error) => {
+      this.log.warn({ site: upload.site, uploadId: upload.id, err: error }, `deleting the unfinished upload ${upload.file.path} failed`);
+    });
   }
 }
 
@@ -94,10 +106,4 @@ function sameUpdate(a: UpdateBegin, b: UpdateBegin): boolean {
     a.payload.byteLength === b.payload.byteLength &&
     a.payload.chunkBytes === b.payload.chunkBytes
   );
-}
-
-// A file left behind is removed at the next start (see UpdateFiles.removeUploads), so
-// failing to delete it now loses nothing.
-function discardQuietly(upload: Upload): void {
-  upload.file.discard().catch(() => {});
 }
