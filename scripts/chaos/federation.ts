@@ -50,14 +50,20 @@ export function lightModel(parameters: number): NamedTensor[] {
  * Writes the sites file and the initial model of a federation of `sites`
  * sites into `workDir`, and picks a free port on 127.0.0.1 that stays the
  * same across coordinator restarts.
+ * @param meta metadata of the initial model; the site agent needs backbone, inputSize and maxSlices.
  */
-export async function prepareFederation(workDir: string, sites: number, model: NamedTensor[]): Promise<LocalFederation> {
+export async function prepareFederation(
+  workDir: string,
+  sites: number,
+  model: NamedTensor[],
+  meta: Record<string, string | number> = LIGHT_MODEL_META,
+): Promise<LocalFederation> {
   mkdirSync(workDir, { recursive: true });
   const credentials = Array.from({ length: sites }, (_, i) => ({ name: `site-${String(i + 1).padStart(2, '0')}`, token: `token-of-chaos-site-${i + 1}` }));
   const sitesFile = join(workDir, 'sites.json');
   writeFileSync(sitesFile, JSON.stringify({ sites: credentials.map((s) => ({ name: s.name, tokenSha256: createHash('sha256').update(s.token).digest('hex') })) }));
   const initialModelFile = join(workDir, 'initial.cvnw');
-  writeFileSync(initialModelFile, encodeWeights(model, 'float32', LIGHT_MODEL_META));
+  writeFileSync(initialModelFile, encodeWeights(model, 'float32', meta));
   const port = await freePort();
   return {
     workDir,
@@ -93,6 +99,8 @@ export class CoordinatorProcess {
     private readonly federation: LocalFederation,
     /** Flags added to the fixed ones: rounds, quorum, deadline, chunk size. */
     private readonly flags: string[],
+    /** Whether the process exits after its last round (`--exit-when-done`) or keeps serving until killed. */
+    private readonly exitWhenDone = true,
   ) {}
 
   get running(): boolean {
@@ -116,7 +124,7 @@ export class CoordinatorProcess {
     const process = startProcess(
       'coordinator',
       'apps/coordinator/src/main.ts',
-      ['--port', String(f.port), '--host', '127.0.0.1', '--data-dir', f.dataDir, '--sites', f.sitesFile, '--initial-model', f.initialModelFile, '--exit-when-done', ...this.flags],
+      ['--port', String(f.port), '--host', '127.0.0.1', '--data-dir', f.dataDir, '--sites', f.sitesFile, '--initial-model', f.initialModelFile, ...(this.exitWhenDone ? ['--exit-when-done'] : []), ...this.flags],
       join(f.workDir, 'coordinator.log'),
       { COVNET_ADMIN_TOKEN: ADMIN_TOKEN, LOG_LEVEL: 'info' },
       (line) => {
