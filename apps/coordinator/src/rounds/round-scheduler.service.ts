@@ -228,6 +228,8 @@ export class RoundScheduler implements OnApplicationShutdown {
 
     // Rounds between evaluations skip straight to done; the last round is always evaluated.
     if (number % this.config.evaluateEvery === 0 || number === this.config.rounds) {
+      // After a restart no site is connected yet, and an evaluation without evaluators closes at once.
+      if (resumed) await this.waitForQuorum(number);
       const evaluation = await this.startEvaluation(active);
       await evaluation.closed.promise;
       this.checkStopped();
