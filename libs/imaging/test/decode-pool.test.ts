@@ -32,6 +32,20 @@ describe.skipIf(!lung.present)('DecodePool', () => {
     });
   });
 
+  describe('when a slice is missing', () => {
+    it('resamples as the single-thread reader does', async () => {
+      // Without the 11th slice of the name order, one gap is twice the others.
+      const sorted = [...files].sort();
+      const gapped = [...sorted.slice(0, 10), ...sorted.slice(11)];
+      const single = await loadSeriesVolume(gapped);
+      const pooled = await loadSeriesVolume(gapped, {}, { pool });
+      // Resampled to the median gap over the same span, so the 64 slice positions come back.
+      expect(single.slices).toBe(64);
+      expect(pooled.slices).toBe(64);
+      expect(Buffer.from(pooled.hu.buffer).equals(Buffer.from(single.hu.buffer))).toBe(true);
+    });
+  });
+
   describe('when a file is not DICOM', () => {
     let work = '';
     afterAll(() => rm(work, { recursive: true, force: true }));

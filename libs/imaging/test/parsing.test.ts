@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -179,5 +180,33 @@ describe('scanArchive with broken files', () => {
       [join(dir, 'readme.txt'), 'not-dicom'],
     ]);
     expect(progress).toEqual([2, 4, 5]);
+  });
+});
+
+describe('scanArchive with symbolic links and special files', () => {
+  it('follows links and reports what it cannot read', async () => {
+    const dir = mkdtempSync(join(work, 'links-'));
+    const images = join(dir, 'images');
+    mkdirSync(images);
+    for (let i = 0; i < 2; i++) writeFileSync(join(images, `s${i}.dcm`), part10(ctSliceElements({ instance: i + 1, position: [0, 0, i * 2] }), EXPLICIT));
+    // A third slice that the folder only links to, from outside the scanned tree.
+    const outside = mkdtempSync(join(work, 'outside-'));
+    writeFileSync(join(outside, 'third.dcm'), part10(ctSliceElements({ instance: 3, position: [0, 0, 4] }), EXPLICIT));
+    symlinkSync(join(outside, 'third.dcm'), join(images, 's2.dcm'));
+    symlinkSync(join(dir, 'missing.dcm'), join(dir, 'broken-link'));
+    // A link back to the root, which a naive walk would follow forever.
+    symlinkSync(dir, join(images, 'loop'));
+    const fifo = join(dir, 'pipe');
+    const fifoCreated = spawnSync('mkfifo', [fifo]);
+
+    const report = await scanArchive(dir);
+    expect(report.series).toHaveLength(1);
+    expect(report.series[0].slices).toBe(3);
+    const skipped = new Map(report.skipped.map((entry) => [entry.path, entry]));
+    expect(skipped.get(join(dir, 'broken-link'))?.code).toBe('not-a-file');
+    expect(skipped.get(join(dir, 'broken-link'))?.reason).toContain('broken symbolic link');
+    expect(skipped.get(join(images, 'loop'))?.reason).toContain('a folder already scanned');
+    if (fifoCreated.status === 0) expect(skipped.get(fifo)?.reason).toContain('FIFO, not a regular file');
+    expect(report.skipped).toHaveLength(fifoCreated.status === 0 ? 3 : 2);
   });
 });

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readLabels, type ModelInput } from '@covnet/imaging';
+import { DecodePool, readLabels, type ModelInput } from '@covnet/imaging';
 import { CLASS_NAMES, type ClassCounts, type ClassName } from '@covnet/protocol';
 import { log } from '../log';
 import { loadExamInput, type InputSpec } from './exam-input';
@@ -34,14 +34,17 @@ export class SiteArchive {
     readonly dir: string,
     readonly exams: ExamRecord[],
     private readonly cache: PreprocessCache | undefined,
+    private readonly decodeThreads: number,
   ) {}
 
   /**
    * Reads and validates `labels.csv`; errors name the line.
    * @param options.cacheDir folder of the agent's cache (see defaultCacheDir); preprocessed
    *   exams go to its `preprocessed` subfolder. Without it nothing is written to disk.
+   * @param options.decodeThreads worker threads that decode DICOM series in `prepare`
+   *   (default 1: decoding on the calling thread).
    */
-  static async open(dir: string, options: { cacheDir?: string } = {}): Promise<SiteArchive> {
+  static async open(dir: string, options: { cacheDir?: string; decodeThreads?: number } = {}): Promise<SiteArchive> {
     const labels = await readLabels(dir);
     // Test exams stay out of the federation: neither training nor the
     // validation reported each round may touch them.
@@ -52,7 +55,7 @@ export class SiteArchive {
     const held = labels.length - exams.length;
     if (held > 0) log.info({ archive: dir, testExams: held }, 'test exams held out of the federation');
     const cache = options.cacheDir === undefined ? undefined : new PreprocessCache(join(options.cacheDir, 'preprocessed'));
-    return new SiteArchive(dir, exams, cache);
+    return new SiteArchive(dir, exams, cache, options.decodeThreads ?? 1);
   }
 
   counts(split: 'train' | 'val'): ClassCounts {
@@ -78,11 +81,18 @@ export class SiteArchive {
     const train: PreparedExam[] = [];
     const val: PreparedExam[] = [];
     const started = Date.now();
-    for (const exam of this.exams) {
-      const input = await loadExamInput(exam.dir, spec, { cache: this.cache });
-      const prepared: PreparedExam = { examId: exam.examId, label: CLASS_NAMES.indexOf(exam.label) as 0 | 1 | 2, input };
-      (exam.split === 'train' ? train : val).push(prepared);
-      onProgress?.(train.length + val.length);
+    // The pool starts on the first exam that is not cached, so a fully cached archive starts no thread.
+    let pool: DecodePool | undefined;
+    const decodePool = this.decodeThreads > 1 ? () => (pool ??= new DecodePool(this.decodeThreads)) : undefined;
+    try {
+      for (const exam of this.exams) {
+        const input = await loadExamInput(exam.dir, spec, { cache: this.cache, decodePool });
+        const prepared: PreparedExam = { examId: exam.examId, label: CLASS_NAMES.indexOf(exam.label) as 0 | 1 | 2, input };
+        (exam.split === 'train' ? train : val).push(prepared);
+        onProgress?.(train.length + val.length);
+      }
+    } finally {
+      await pool?.close();
     }
     log.info({ exams: this.exams.length, ms: Date.now() - started, inputSize: spec.inputSize }, 'preprocessed archive');
     this.prepared = { key, train, val };

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { initBackend } from '@covnet/model';
 import { defaultCacheDir } from '../archive/cache-dir';
@@ -17,6 +18,7 @@ export const RUN_OPTIONS = {
   'audit-log': { type: 'string' },
   'status-file': { type: 'string' },
   'cache-dir': { type: 'string' },
+  'decode-threads': { type: 'string' },
   seed: { type: 'string', default: '0' },
 } as const;
 
@@ -24,10 +26,11 @@ export const RUN_OPTIONS = {
 export const AGENT_ENVIRONMENT = ['COVNET_SITE_TOKEN', 'COVNET_LOG_LEVEL'] as const;
 
 /**
- * `run --coordinator URL --token T --archive DIR [--audit-log FILE] [--status-file FILE] [--cache-dir DIR] [--seed S]`:
+ * `run --coordinator URL --token T --archive DIR [--audit-log FILE] [--status-file FILE] [--cache-dir DIR] [--decode-threads N] [--seed S]`:
  * joins the federation and serves rounds until the coordinator ends it. Preprocessed
  * exams are cached in --cache-dir (default ~/.cache/covnet-site-agent), so a restarted
- * agent reads no DICOM file of an unchanged exam again.
+ * agent reads no DICOM file of an unchanged exam again. DICOM series are decoded on
+ * --decode-threads worker threads (default: one per core; 1 decodes on the main thread).
  * The token may come from COVNET_SITE_TOKEN instead of the command line,
  * where other users of the machine could read it in the process list.
  */
@@ -39,7 +42,9 @@ export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promis
   if (!values.archive) throw new UsageError('--archive DIR is required');
 
   const cacheDir = resolve(values['cache-dir'] ?? defaultCacheDir());
-  const archive = await SiteArchive.open(resolve(values.archive), { cacheDir });
+  const decodeThreads = values['decode-threads'] === undefined ? availableParallelism() : Number(values['decode-threads']);
+  if (!Number.isInteger(decodeThreads) || decodeThreads < 1) throw new UsageError(`--decode-threads must be a positive integer, got ${values['decode-threads']}`);
+  const archive = await SiteArchive.open(resolve(values.archive), { cacheDir, decodeThreads });
   const backendChoice = await initBackend();
   log.info(backendChoice, 'backend chosen');
   const agent = new FederationAgent({

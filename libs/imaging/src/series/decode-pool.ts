@@ -5,21 +5,28 @@ import type { CtSliceHeader } from '../dicom/ct-header';
 import { DicomReadError, type DicomRejectCode } from '../dicom/errors';
 import type { ReadLimits } from '../dicom/read-slice';
 
-/** One file read and decoded by a worker: a header and an HU frame per frame. */
-export interface DecodedFile {
+/** Headers of one file parsed by a worker, one per frame; its pixels stay with that worker. */
+export interface ParsedFile {
   path: string;
   headers: CtSliceHeader[];
-  frames: Float32Array[];
 }
 
-export interface DecodeRequest {
-  id: number;
-  files: string[];
-  limits: ReadLimits;
+/** Destination of one frame's HU values: a float32 offset into the shared target. */
+export interface FramePlacement {
+  /** Index of the file in the batch's file list. */
+  file: number;
+  frame: number;
+  /** Offset in float32 elements of the frame's first value. */
+  at: number;
 }
+
+export type DecodeRequest =
+  | { kind: 'parse'; id: number; batch: number; files: string[]; first: number; limits: ReadLimits }
+  | { kind: 'decode'; id: number; batch: number; target: SharedArrayBuffer; placements: FramePlacement[] }
+  | { kind: 'release'; id: number; batch: number };
 
 export type DecodeReply =
-  | { id: number; ok: true; files: DecodedFile[] }
+  | { id: number; ok: true; files?: ParsedFile[] }
   | {
       id: number;
       ok: false;
@@ -28,15 +35,33 @@ export type DecodeReply =
         | { kind: 'other'; message: string };
     };
 
+/** A series whose files are parsed on the pool's workers and whose pixels wait there to be decoded. */
+export interface ParsedBatch {
+  /** Files in the order given to parseFiles. */
+  files: ParsedFile[];
+  /**
+   * Decodes every placed frame to HU straight into `target`, each on the worker that parsed its
+   * file, and then frees the file bytes the workers kept. Frames not placed are dropped.
+   * @throws DicomReadError for the first frame that cannot be decoded.
+   */
+  decodeInto(target: SharedArrayBuffer, placements: readonly FramePlacement[]): Promise<void>;
+  /** Frees the file bytes the workers kept, without decoding. */
+  release(): Promise<void>;
+}
+
 /**
- * Worker threads that read and decode DICOM files in parallel, one per core by default.
- * Decoding a series is CPU-bound, and Node runs JavaScript on one core per thread, so a
- * pool is how ingest uses every core. Workers start on creation; close the pool when done.
+ * Worker threads that read, parse and decode DICOM files in parallel, one per core by default.
+ * Decoding a series is CPU-bound, and Node runs JavaScript on one core per thread, so a pool is
+ * how ingest uses every core. A series goes through in two steps. First the workers parse their
+ * share of the files and return the headers, and the caller orders the slices. Then the workers
+ * decode the pixels straight into a SharedArrayBuffer at each slice's place in the volume, so
+ * no pixel is copied between threads. Workers start on creation; close the pool when done.
  */
 export class DecodePool {
   private readonly workers: Worker[];
-  private readonly pending = new Map<number, { resolve: (files: DecodedFile[]) => void; reject: (error: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (reply: Extract<DecodeReply, { ok: true }>) => void; reject: (error: Error) => void }>();
   private nextId = 0;
+  private nextBatch = 0;
   private closed = false;
 
   constructor(readonly size = availableParallelism()) {
@@ -50,7 +75,7 @@ export class DecodePool {
       const waiting = this.pending.get(reply.id);
       if (!waiting) return;
       this.pending.delete(reply.id);
-      if (reply.ok) waiting.resolve(reply.files);
+      if (reply.ok) waiting.resolve(reply);
       else if (reply.error.kind === 'dicom') waiting.reject(new DicomReadError(reply.error.code, reply.error.path, reply.error.tag, reply.error.reason));
       else waiting.reject(new Error(reply.error.message));
     });
@@ -68,25 +93,53 @@ export class DecodePool {
     return worker;
   }
 
+  private send(worker: Worker, request: DecodeRequest): Promise<Extract<DecodeReply, { ok: true }>> {
+    return new Promise((resolve, reject) => {
+      this.pending.set(request.id, { resolve, reject });
+      worker.postMessage(request);
+    });
+  }
+
   /**
-   * Reads and decodes `files`, split into contiguous shares across the workers, and returns
-   * them in the order given.
-   * @throws DicomReadError for the first file that cannot be read, as readCtFile does.
+   * Reads and parses `files`, split into contiguous shares across the workers, and returns
+   * their headers in the order given. The workers keep each file's bytes until the batch is
+   * decoded or released.
+   * NOTE: so the pool keeps the whole series' file bytes between the two steps, about half
+   * the size of its float32 volume for uncompressed 16-bit files.
+   * @throws DicomReadError for the first file that cannot be read, as readCtFile does; the
+   *   other files of the batch are released.
    */
-  async decodeFiles(files: readonly string[], limits: ReadLimits = {}): Promise<DecodedFile[]> {
+  async parseFiles(files: readonly string[], limits: ReadLimits = {}): Promise<ParsedBatch> {
     if (this.closed) throw new Error('the decode pool is closed');
+    const batch = this.nextBatch++;
     const share = Math.ceil(files.length / this.size);
-    const parts = this.workers
-      .map((worker, k) => ({ worker, files: files.slice(k * share, (k + 1) * share) }))
-      .filter((part) => part.files.length > 0)
-      .map(({ worker, files: part }) => {
-        const id = this.nextId++;
-        return new Promise<DecodedFile[]>((resolve, reject) => {
-          this.pending.set(id, { resolve, reject });
-          worker.postMessage({ id, files: part, limits } satisfies DecodeRequest);
-        });
-      });
-    return (await Promise.all(parts)).flat();
+    const shares = this.workers
+      .map((worker, k) => ({ worker, first: k * share, files: files.slice(k * share, (k + 1) * share) }))
+      .filter((part) => part.files.length > 0);
+    const owners = shares.flatMap(({ worker, files: part }) => part.map(() => worker));
+    const release = async () => {
+      await Promise.all(shares.map(({ worker }) => this.send(worker, { kind: 'release', id: this.nextId++, batch })));
+    };
+
+    const replies = await Promise.allSettled(
+      shares.map(({ worker, first, files: part }) => this.send(worker, { kind: 'parse', id: this.nextId++, batch, files: part, first, limits })),
+    );
+    const failed = replies.find((reply): reply is PromiseRejectedResult => reply.status === 'rejected');
+    if (failed !== undefined) {
+      await release().catch(() => undefined);
+      throw failed.reason;
+    }
+    const parsed = replies.flatMap((reply) => (reply as PromiseFulfilledResult<Extract<DecodeReply, { ok: true }>>).value.files ?? []);
+
+    return {
+      files: parsed,
+      decodeInto: async (target, placements) => {
+        const byWorker = new Map<Worker, FramePlacement[]>(shares.map(({ worker }) => [worker, []]));
+        for (const placement of placements) byWorker.get(owners[placement.file])!.push(placement);
+        await Promise.all([...byWorker].map(([worker, mine]) => this.send(worker, { kind: 'decode', id: this.nextId++, batch, target, placements: mine })));
+      },
+      release,
+    };
   }
 
   async close(): Promise<void> {

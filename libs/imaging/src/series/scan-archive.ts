@@ -12,7 +12,7 @@ import { listFilesRecursively } from './walk';
 /** A file the scan could not use, with the reason. */
 export interface SkippedFile {
   path: string;
-  code: DicomRejectCode | 'io-error';
+  code: DicomRejectCode | 'io-error' | 'not-a-file';
   reason: string;
 }
 
@@ -88,8 +88,8 @@ interface SliceStats {
 export async function scanArchive(dir: string, opts: ScanOptions = {}): Promise<ScanReport> {
   const concurrency = Math.max(1, opts.concurrency ?? 4);
   const index = opts.index ?? ScanIndex.inMemory();
-  const files = await listFilesRecursively(dir);
-  const skipped: SkippedFile[] = [];
+  const { files, skipped: notFiles } = await listFilesRecursively(dir);
+  const skipped: SkippedFile[] = [...notFiles];
   const slices: SliceStats[] = [];
 
   for (let start = 0; start < files.length; start += concurrency) {
