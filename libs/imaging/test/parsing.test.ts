@@ -210,3 +210,20 @@ describe('scanArchive with symbolic links and special files', () => {
     expect(report.skipped).toHaveLength(fifoCreated.status === 0 ? 3 : 2);
   });
 });
+
+describe('scanArchive with headersOnly', () => {
+  it('finds the series without HU statistics', async () => {
+    const dir = mkdtempSync(join(work, 'headers-'));
+    for (let i = 0; i < 4; i++) writeFileSync(join(dir, `s${i}.dcm`), part10(ctSliceElements({ instance: 4 - i, position: [0, 0, i * 2.5] }), EXPLICIT));
+    writeFileSync(join(dir, 'readme.txt'), 'not an image');
+
+    const full = await scanArchive(dir);
+    const headers = await scanArchive(dir, { headersOnly: true });
+    expect(headers.series).toHaveLength(1);
+    expect(headers.series[0].files).toEqual(full.series[0].files);
+    expect(headers.series[0].sliceSpacing).toBe(2.5);
+    expect(headers.series[0].huMean).toBeUndefined();
+    expect(full.series[0].huMean).toBeTypeOf('number');
+    expect(headers.skipped.map((entry) => entry.code)).toEqual(['not-dicom']);
+  });
+});

@@ -128,7 +128,7 @@ function preprocessExamVolume(volume: Volume, spec: InputSpec): ModelInput {
 }
 
 async function loadDicomVolume(examDir: string, decodePool?: () => DecodePool): Promise<Volume> {
-  const report = await scanArchive(examDir);
+  const report = await scanArchive(examDir, { headersOnly: true });
   const choice = selectLungSeries(report.series);
   if (choice.chosen === undefined) {
     const skipped = report.skipped.slice(0, 3).map((file) => file.reason);

@@ -47,7 +47,7 @@ export async function scanCommand(args: string[]): Promise<number> {
   for (const s of report.series) {
     process.stdout.write(
       `${s.dir}\n  ${s.rows}x${s.columns}, ${s.slices} slices, spacing ${s.sliceSpacing.toFixed(2)} mm, ` +
-        `HU min ${s.huMin} max ${s.huMax} mean ${s.huMean.toFixed(1)}\n`,
+        `HU min ${s.huMin} max ${s.huMax} mean ${s.huMean?.toFixed(1)}\n`,
     );
   }
   for (const rejected of report.rejected) {
