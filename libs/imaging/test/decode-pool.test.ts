@@ -2,7 +2,8 @@ import { readdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DecodePool, DicomReadError, loadSeriesVolume } from '../src';
+import { DecodePool, DicomReadError, loadSeriesVolume, scanArchive } from '../src';
+import { ctSliceElements, part10 } from './helpers/dicom-builder';
 import { sharedDataDir } from './shared-data';
 
 const lung = sharedDataDir('lung-pet-ct-dx');
@@ -60,5 +61,87 @@ describe.skipIf(!lung.present)('DecodePool', () => {
       // The pool keeps working after a rejected request.
       expect((await loadSeriesVolume(files.slice(0, 4), {}, { pool })).slices).toBe(4);
     });
+  });
+});
+
+// An RLE Lossless file of one rows x rows frame, every 16-bit sample equal to `value`: each
+// of the two byte planes is coded as runs of 128 equal bytes (PackBits header 0x81).
+function uniformRleFile(rows: number, value: number): Uint8Array {
+  const runs = (rows * rows) / 128;
+  const plane = (byte: number) => {
+    const segment = new Uint8Array(runs * 2);
+    for (let run = 0; run < runs; run++) segment.set([0x81, byte], run * 2);
+    return segment;
+  };
+  const high = plane(value >> 8);
+  const low = plane(value & 0xff);
+  const header = new Uint8Array(64);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, 2, true);
+  view.setUint32(4, 64, true);
+  view.setUint32(8, 64 + high.length, true);
+  const frame = Buffer.concat([header, high, low]);
+
+  const elements = ctSliceElements().filter((element) => element.tag !== 0x7fe00010 && element.tag !== 0x00280010 && element.tag !== 0x00280011);
+  elements.push({ tag: 0x00280010, vr: 'US', value: [rows] }, { tag: 0x00280011, vr: 'US', value: [rows] });
+  const item = (bytes: Uint8Array) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt16LE(0xfffe, 0);
+    head.writeUInt16LE(0xe000, 2);
+    head.writeUInt32LE(bytes.length, 4);
+    return Buffer.concat([head, bytes]);
+  };
+  const pixelHeader = Buffer.from([0xe0, 0x7f, 0x10, 0x00, 0x4f, 0x42, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+  const delimiter = Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+  return new Uint8Array(Buffer.concat([part10(elements, RLE_LOSSLESS), pixelHeader, item(new Uint8Array(0)), item(frame), delimiter]));
+}
+
+const RLE_LOSSLESS = '1.2.840.10008.1.2.5';
+
+describe('DecodePool scanning one file at a time', () => {
+  let pool: DecodePool;
+  let work = '';
+
+  beforeAll(async () => {
+    pool = new DecodePool(2);
+    work = await mkdtemp(join(tmpdir(), 'covnet-pool-scan-'));
+  });
+
+  afterAll(async () => {
+    await pool?.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('reads HU statistics of a compressed file', async () => {
+    const path = join(work, 'small.dcm');
+    await writeFile(path, uniformRleFile(16, 1100));
+    const scanned = await pool.scanFile(path);
+    // Stored 1100 with RescaleIntercept -1024: 76 HU at each of the 256 pixels.
+    expect(scanned).toEqual({ frames: [expect.objectContaining({ min: 76, max: 76, sum: 76 * 256, count: 256 })] });
+  });
+
+  it('stops a worker that exceeds the time limit', async () => {
+    // 4096 x 4096 samples take the JavaScript RLE decoder far longer than 5 ms on any machine.
+    const slow = join(work, 'slow.dcm');
+    await writeFile(slow, uniformRleFile(4096, 1100));
+    const scanned = await pool.scanFile(slow, { timeoutMs: 5 });
+    expect('skip' in scanned && scanned.skip.code).toBe('timed-out');
+    expect('skip' in scanned && scanned.skip.reason).toContain('the decode thread was stopped');
+
+    // The replacement worker reads the next files.
+    const small = join(work, 'after.dcm');
+    await writeFile(small, uniformRleFile(16, 1024));
+    const results = await Promise.all([pool.scanFile(small), pool.scanFile(small), pool.scanFile(small)]);
+    for (const result of results) expect(result).toEqual({ frames: [expect.objectContaining({ min: 0, max: 0, count: 256 })] });
+  });
+
+  it('gives scanArchive the report of the calling thread', async () => {
+    const dir = await mkdtemp(join(work, 'archive-'));
+    for (let i = 0; i < 5; i++) await writeFile(join(dir, `s${i}.dcm`), part10(ctSliceElements({ instance: i + 1, position: [0, 0, i * 1.5] }), '1.2.840.10008.1.2.1'));
+    await writeFile(join(dir, 'notes.txt'), 'not an image');
+    const inThread = await scanArchive(dir);
+    const pooled = await scanArchive(dir, { pool });
+    expect(pooled).toEqual(inThread);
+    expect(pooled.series[0].slices).toBe(5);
   });
 });

@@ -128,7 +128,8 @@ function preprocessExamVolume(volume: Volume, spec: InputSpec): ModelInput {
 }
 
 async function loadDicomVolume(examDir: string, decodePool?: () => DecodePool): Promise<Volume> {
-  const report = await scanArchive(examDir, { headersOnly: true });
+  const pool = decodePool?.();
+  const report = await scanArchive(examDir, { headersOnly: true, pool });
   const choice = selectLungSeries(report.series);
   if (choice.chosen === undefined) {
     const skipped = report.skipped.slice(0, 3).map((file) => file.reason);
@@ -136,7 +137,7 @@ async function loadDicomVolume(examDir: string, decodePool?: () => DecodePool): 
     throw new Error(`exam folder ${examDir} has no usable axial CT series (${details})`);
   }
   log.info({ exam: examDir, series: choice.chosen.seriesInstanceUID, reasons: choice.reasons }, 'lung series chosen');
-  return loadSeriesVolume(choice.chosen.files, {}, { pool: decodePool?.() });
+  return loadSeriesVolume(choice.chosen.files, {}, { pool });
 }
 
 async function loadImageExam(files: string[], spec: InputSpec): Promise<ModelInput> {

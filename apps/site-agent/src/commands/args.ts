@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
@@ -23,4 +24,9 @@ export function positiveInteger(value: string | undefined, flag: string, fallbac
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${flag} must be a positive integer, got "${value}"`);
   return n;
+}
+
+/** Reads --decode-threads: worker threads that decode DICOM, one per core unless set. @throws UsageError. */
+export function parseDecodeThreads(value: string | undefined): number {
+  return positiveInteger(value, 'decode-threads', availableParallelism());
 }

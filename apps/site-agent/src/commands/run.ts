@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { initBackend } from '@covnet/model';
 import { defaultCacheDir } from '../archive/cache-dir';
@@ -7,7 +6,7 @@ import { FederationAgent } from '../federation/agent';
 import { AgentStatus } from '../federation/agent-status';
 import { log } from '../log';
 import { AGENT_VERSION } from '../version';
-import { parseCommand, UsageError } from './args';
+import { parseCommand, parseDecodeThreads, UsageError } from './args';
 import { gpuName } from './gpu-name';
 
 /** Flags of `run`. */
@@ -42,8 +41,7 @@ export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promis
   if (!values.archive) throw new UsageError('--archive DIR is required');
 
   const cacheDir = resolve(values['cache-dir'] ?? defaultCacheDir());
-  const decodeThreads = values['decode-threads'] === undefined ? availableParallelism() : Number(values['decode-threads']);
-  if (!Number.isInteger(decodeThreads) || decodeThreads < 1) throw new UsageError(`--decode-threads must be a positive integer, got ${values['decode-threads']}`);
+  const decodeThreads = parseDecodeThreads(values['decode-threads']);
   const archive = await SiteArchive.open(resolve(values.archive), { cacheDir, decodeThreads });
   const backendChoice = await initBackend();
   log.info(backendChoice, 'backend chosen');

@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { CtSliceHeader } from '../dicom/ct-header';
 import { DicomReadError, type DicomRejectCode } from '../dicom/errors';
 import type { ReadLimits } from '../dicom/read-slice';
+import type { ScannedFile } from './scan-index';
 
 /** Headers of one file parsed by a worker, one per frame; its pixels stay with that worker. */
 export interface ParsedFile {
@@ -21,12 +22,15 @@ export interface FramePlacement {
 }
 
 export type DecodeRequest =
+  | { kind: 'scan'; id: number; path: string; limits: ReadLimits; headersOnly: boolean }
   | { kind: 'parse'; id: number; batch: number; files: string[]; first: number; limits: ReadLimits }
   | { kind: 'decode'; id: number; batch: number; target: SharedArrayBuffer; placements: FramePlacement[] }
   | { kind: 'release'; id: number; batch: number };
 
 export type DecodeReply =
-  | { id: number; ok: true; files?: ParsedFile[] }
+  | { id: number; ok: true; files?: ParsedFile[]; scanned?: ScannedFile }
+  /** Sent when a worker starts reading the file of a scan request, which starts its time limit. */
+  | { id: number; started: true }
   | {
       id: number;
       ok: false;
@@ -34,6 +38,25 @@ export type DecodeReply =
         | { kind: 'dicom'; code: DicomRejectCode; path: string; tag: string | undefined; reason: string }
         | { kind: 'other'; message: string };
     };
+
+interface PendingRequest {
+  worker: Worker;
+  /** Scan requests hold their worker until they finish; the others are queued in the worker. */
+  scan: boolean;
+  resolve: (reply: Extract<DecodeReply, { ok: true }>) => void;
+  reject: (error: Error) => void;
+  onStarted?: () => void;
+  timer?: NodeJS.Timeout;
+}
+
+// Copies the two limits out of a caller's options object, whose other fields (callbacks, an
+// index) cannot be sent to a worker.
+function limitsOnly(limits: ReadLimits): ReadLimits {
+  return { maxFileBytes: limits.maxFileBytes, timeoutMs: limits.timeoutMs };
+}
+
+// The same default as the in-thread reader's time limit per file.
+const DEFAULT_SCAN_TIMEOUT_MS = 60_000;
 
 /** A series whose files are parsed on the pool's workers and whose pixels wait there to be decoded. */
 export interface ParsedBatch {
@@ -59,7 +82,10 @@ export interface ParsedBatch {
  */
 export class DecodePool {
   private readonly workers: Worker[];
-  private readonly pending = new Map<number, { resolve: (reply: Extract<DecodeReply, { ok: true }>) => void; reject: (error: Error) => void }>();
+  private readonly pending = new Map<number, PendingRequest>();
+  // Scan requests wait here for an idle worker, so that one slow file delays only itself.
+  private readonly scanQueue: { request: Extract<DecodeRequest, { kind: 'scan' }>; waiting: PendingRequest }[] = [];
+  private readonly busy = new Set<Worker>();
   private nextId = 0;
   private nextBatch = 0;
   private closed = false;
@@ -74,28 +100,95 @@ export class DecodePool {
     worker.on('message', (reply: DecodeReply) => {
       const waiting = this.pending.get(reply.id);
       if (!waiting) return;
-      this.pending.delete(reply.id);
+      if ('started' in reply) {
+        waiting.onStarted?.();
+        return;
+      }
+      this.settle(reply.id);
       if (reply.ok) waiting.resolve(reply);
       else if (reply.error.kind === 'dicom') waiting.reject(new DicomReadError(reply.error.code, reply.error.path, reply.error.tag, reply.error.reason));
       else waiting.reject(new Error(reply.error.message));
     });
-    // A worker that dies fails every request still waiting, rather than leaving it hanging.
-    const failAll = (error: Error) => {
+    // A worker that dies fails every request still waiting on it, rather than leaving it hanging.
+    const failMine = (error: Error) => {
       for (const [id, waiting] of this.pending) {
-        this.pending.delete(id);
+        if (waiting.worker !== worker) continue;
+        this.settle(id);
         waiting.reject(error);
       }
     };
-    worker.on('error', failAll);
+    worker.on('error', failMine);
     worker.on('exit', (code) => {
-      if (!this.closed) failAll(new Error(`DICOM decode worker exited with code ${code}`));
+      if (!this.closed) failMine(new Error(`DICOM decode worker exited with code ${code}`));
     });
     return worker;
   }
 
-  private send(worker: Worker, request: DecodeRequest): Promise<Extract<DecodeReply, { ok: true }>> {
+  // Forgets a finished request, frees its worker for the next queued scan and stops its timer.
+  private settle(id: number): void {
+    const waiting = this.pending.get(id);
+    if (waiting === undefined) return;
+    this.pending.delete(id);
+    clearTimeout(waiting.timer);
+    if (waiting.scan) {
+      this.busy.delete(waiting.worker);
+      this.pumpScans();
+    }
+  }
+
+  /**
+   * Reads one file for a scan: its headers and, unless `headersOnly`, the HU statistics of each
+   * frame. Unlike the in-thread reader, whose time limit is checked between steps, this one
+   * stops the worker thread when reading and decoding the file take longer than
+   * `limits.timeoutMs` (default 60,000 ms), so a codec that never returns cannot stall a scan.
+   * The worker is replaced and the file is skipped with code timed-out.
+   */
+  scanFile(path: string, limits: ReadLimits = {}, headersOnly = false): Promise<ScannedFile> {
+    if (this.closed) return Promise.reject(new Error('the decode pool is closed'));
     return new Promise((resolve, reject) => {
-      this.pending.set(request.id, { resolve, reject });
+      const request = { kind: 'scan' as const, id: this.nextId++, path, limits: limitsOnly(limits), headersOnly };
+      const waiting: PendingRequest = { worker: undefined as unknown as Worker, scan: true, resolve: (reply) => resolve(reply.scanned!), reject };
+      this.scanQueue.push({ request, waiting });
+      this.pumpScans();
+    });
+  }
+
+  private pumpScans(): void {
+    while (this.scanQueue.length > 0 && !this.closed) {
+      const worker = this.workers.find((candidate) => !this.busy.has(candidate));
+      if (worker === undefined) return;
+      const { request, waiting } = this.scanQueue.shift()!;
+      const timeoutMs = request.limits.timeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS;
+      waiting.worker = worker;
+      waiting.onStarted = () => {
+        waiting.timer = setTimeout(() => this.stopStalledWorker(request, timeoutMs), timeoutMs);
+      };
+      this.busy.add(worker);
+      this.pending.set(request.id, waiting);
+      worker.postMessage(request);
+    }
+  }
+
+  // Terminates a worker stuck on one file, starts a replacement and skips the file.
+  private stopStalledWorker(request: Extract<DecodeRequest, { kind: 'scan' }>, timeoutMs: number): void {
+    const waiting = this.pending.get(request.id);
+    if (waiting === undefined) return;
+    const stalled = waiting.worker;
+    const index = this.workers.indexOf(stalled);
+    // The replacement takes the stalled worker's place first, so no new request goes to the stalled one.
+    this.workers[index] = this.startWorker();
+    this.busy.delete(stalled);
+    const reason = `reading and decoding took more than the limit of ${timeoutMs} ms, so the decode thread was stopped`;
+    this.settle(request.id);
+    waiting.resolve({ id: request.id, ok: true, scanned: { skip: { code: 'timed-out', reason: new DicomReadError('timed-out', request.path, undefined, reason).message } } });
+    void stalled.terminate();
+  }
+
+  private send(worker: Worker, request: DecodeRequest): Promise<Extract<DecodeReply, { ok: true }>> {
+    // A worker replaced after a stall never replies again.
+    if (!this.workers.includes(worker)) return Promise.reject(new Error('the decode worker that parsed this batch was stopped'));
+    return new Promise((resolve, reject) => {
+      this.pending.set(request.id, { worker, scan: false, resolve, reject });
       worker.postMessage(request);
     });
   }
@@ -122,7 +215,7 @@ export class DecodePool {
     };
 
     const replies = await Promise.allSettled(
-      shares.map(({ worker, first, files: part }) => this.send(worker, { kind: 'parse', id: this.nextId++, batch, files: part, first, limits })),
+      shares.map(({ worker, first, files: part }) => this.send(worker, { kind: 'parse', id: this.nextId++, batch, files: part, first, limits: limitsOnly(limits) })),
     );
     const failed = replies.find((reply): reply is PromiseRejectedResult => reply.status === 'rejected');
     if (failed !== undefined) {
@@ -144,6 +237,7 @@ export class DecodePool {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const { waiting } of this.scanQueue.splice(0)) waiting.reject(new Error('the decode pool is closed'));
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 }

@@ -2,6 +2,7 @@ import { parentPort } from 'node:worker_threads';
 import { DicomReadError } from '../dicom/errors';
 import { readCtFile, type CtFile } from '../dicom/read-slice';
 import type { DecodeReply, DecodeRequest } from './decode-pool';
+import { readSliceStats } from './scan-file';
 
 // Files parsed for each batch, by their index in the batch, parsedFiles until the batch is decoded or released.
 const batches = new Map<number, Map<number, CtFile>>();
@@ -15,6 +16,11 @@ parentPort!.on('message', (request: DecodeRequest) => {
 
 async function handle(request: DecodeRequest): Promise<DecodeReply> {
   switch (request.kind) {
+    case 'scan': {
+      parentPort!.postMessage({ id: request.id, started: true } satisfies DecodeReply);
+      const scanned = await readSliceStats(request.path, request.limits, request.headersOnly, 'blocking');
+      return { id: request.id, ok: true, scanned };
+    }
     case 'parse': {
       const parsedFiles = new Map<number, CtFile>();
       batches.set(request.batch, parsedFiles);

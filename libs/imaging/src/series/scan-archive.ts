@@ -1,12 +1,14 @@
 import { stat } from 'node:fs/promises';
 import { dirname, sep } from 'node:path';
 import type { CtSliceHeader } from '../dicom/ct-header';
-import { DicomReadError, type DicomRejectCode } from '../dicom/errors';
-import { readCtFile, readCtFrames, type ReadLimits } from '../dicom/read-slice';
+import type { DicomRejectCode } from '../dicom/errors';
+import type { ReadLimits } from '../dicom/read-slice';
+import type { DecodePool } from './decode-pool';
 import { assembleSeries, type SeriesGeometry, type SeriesProblemCode } from './assemble';
 import { angleDegrees } from './geometry';
 import { groupSlices } from './group';
 import { ScanIndex, type ScannedFile } from './scan-index';
+import { readSliceStats, type ScannedSlice } from './scan-file';
 import { listFilesRecursively } from './walk';
 
 /** A file the scan could not use, with the reason. */
@@ -76,15 +78,15 @@ export interface ScanOptions extends ReadLimits {
    * about twice as fast. The index is neither read nor written.
    */
   headersOnly?: boolean;
+  /**
+   * Worker threads to read the files on, in parallel, with a hard time limit per file (see
+   * DecodePool.scanFile). Without a pool, files are read on the calling thread, where the
+   * time limit is checked only between the steps of reading a file.
+   */
+  pool?: DecodePool;
 }
 
-interface SliceStats {
-  header: CtSliceHeader;
-  min: number;
-  max: number;
-  sum: number;
-  count: number;
-}
+type SliceStats = ScannedSlice;
 
 /**
  * Scans a directory tree for CT series, reading every file (any or no extension) once.
@@ -94,7 +96,8 @@ interface SliceStats {
  * @throws only when the root directory itself cannot be listed.
  */
 export async function scanArchive(dir: string, opts: ScanOptions = {}): Promise<ScanReport> {
-  const concurrency = Math.max(1, opts.concurrency ?? 4);
+  // With a pool, twice its size keeps every worker busy while replies come back.
+  const concurrency = Math.max(1, opts.concurrency ?? Math.max(4, 2 * (opts.pool?.size ?? 0)));
   const index = opts.headersOnly || opts.index === undefined ? ScanIndex.inMemory() : opts.index;
   const { files, skipped: notFiles } = await listFilesRecursively(dir);
   const skipped: SkippedFile[] = [...notFiles];
@@ -102,7 +105,7 @@ export async function scanArchive(dir: string, opts: ScanOptions = {}): Promise<
 
   for (let start = 0; start < files.length; start += concurrency) {
     const batch = files.slice(start, start + concurrency);
-    const results = await Promise.all(batch.map((path) => scanFile(path, opts, index, opts.headersOnly === true)));
+    const results = await Promise.all(batch.map((path) => scanFile(path, opts, index, opts.headersOnly === true, opts.pool)));
     for (const [offset, result] of results.entries()) {
       if ('skip' in result) skipped.push({ path: batch[offset], ...result.skip });
       else slices.push(...result.frames);
@@ -170,7 +173,7 @@ function summarize(uid: string, group: SliceStats[], geometry: SeriesGeometry, a
 }
 
 // Reads one file, or takes its result from the index when its size and mtime are unchanged.
-async function scanFile(path: string, limits: ReadLimits, index: ScanIndex, headersOnly: boolean): Promise<ScannedFile> {
+async function scanFile(path: string, limits: ReadLimits, index: ScanIndex, headersOnly: boolean, pool: DecodePool | undefined): Promise<ScannedFile> {
   let size: number;
   let mtimeMs: number;
   try {
@@ -180,40 +183,10 @@ async function scanFile(path: string, limits: ReadLimits, index: ScanIndex, head
   }
   const stored = index.get(path, size, mtimeMs);
   if (stored !== undefined) return stored;
-  const scanned = await readSliceStats(path, limits, headersOnly);
+  const scanned = await (pool === undefined ? readSliceStats(path, limits, headersOnly) : pool.scanFile(path, limits, headersOnly));
   // An I/O error may be passing (a file being copied in), so it is not remembered.
   if (!('skip' in scanned && scanned.skip.code === 'io-error')) index.set(path, size, mtimeMs, scanned);
   return scanned;
-}
-
-async function readSliceStats(path: string, limits: ReadLimits, headersOnly: boolean): Promise<ScannedFile> {
-  try {
-    if (headersOnly) {
-      const file = await readCtFile(path, limits);
-      return { frames: file.headers.map((header) => ({ header, min: Infinity, max: -Infinity, sum: 0, count: 0 })) };
-    }
-    const frames = await readCtFrames(path, limits);
-    return { frames: frames.map(({ header, hu }) => sliceStats(header, hu)) };
-  } catch (error) {
-    if (error instanceof DicomReadError) return { skip: { code: error.code, reason: error.message } };
-    const code = (error as NodeJS.ErrnoException).code;
-    if (typeof code === 'string') return { skip: { code: 'io-error', reason: `${path}: ${(error as Error).message}` } };
-    // Anything else is a bug in this library, not a property of the file.
-    throw error;
-  }
-}
-
-function sliceStats(header: CtSliceHeader, hu: Float32Array): SliceStats {
-  let min = Infinity;
-  let max = -Infinity;
-  let sum = 0;
-  for (let i = 0; i < hu.length; i++) {
-    const value = hu[i];
-    if (value < min) min = value;
-    if (value > max) max = value;
-    sum += value;
-  }
-  return { header, min, max, sum, count: hu.length };
 }
 
 function commonDirectory(paths: readonly string[]): string {
