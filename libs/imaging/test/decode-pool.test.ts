@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecodePool, DicomReadError, loadSeriesVolume, scanArchive } from '../src';
-import { ctSliceElements, part10 } from './helpers/dicom-builder';
+import { ctSliceElements, part10, uniformRleFile } from './helpers/dicom-builder';
 import { sharedDataDir } from './shared-data';
 
 const lung = sharedDataDir('lung-pet-ct-dx');
@@ -64,39 +64,6 @@ describe.skipIf(!lung.present)('DecodePool', () => {
   });
 });
 
-// An RLE Lossless file of one rows x rows frame, every 16-bit sample equal to `value`: each
-// of the two byte planes is coded as runs of 128 equal bytes (PackBits header 0x81).
-function uniformRleFile(rows: number, value: number): Uint8Array {
-  const runs = (rows * rows) / 128;
-  const plane = (byte: number) => {
-    const segment = new Uint8Array(runs * 2);
-    for (let run = 0; run < runs; run++) segment.set([0x81, byte], run * 2);
-    return segment;
-  };
-  const high = plane(value >> 8);
-  const low = plane(value & 0xff);
-  const header = new Uint8Array(64);
-  const view = new DataView(header.buffer);
-  view.setUint32(0, 2, true);
-  view.setUint32(4, 64, true);
-  view.setUint32(8, 64 + high.length, true);
-  const frame = Buffer.concat([header, high, low]);
-
-  const elements = ctSliceElements().filter((element) => element.tag !== 0x7fe00010 && element.tag !== 0x00280010 && element.tag !== 0x00280011);
-  elements.push({ tag: 0x00280010, vr: 'US', value: [rows] }, { tag: 0x00280011, vr: 'US', value: [rows] });
-  const item = (bytes: Uint8Array) => {
-    const head = Buffer.alloc(8);
-    head.writeUInt16LE(0xfffe, 0);
-    head.writeUInt16LE(0xe000, 2);
-    head.writeUInt32LE(bytes.length, 4);
-    return Buffer.concat([head, bytes]);
-  };
-  const pixelHeader = Buffer.from([0xe0, 0x7f, 0x10, 0x00, 0x4f, 0x42, 0, 0, 0xff, 0xff, 0xff, 0xff]);
-  const delimiter = Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
-  return new Uint8Array(Buffer.concat([part10(elements, RLE_LOSSLESS), pixelHeader, item(new Uint8Array(0)), item(frame), delimiter]));
-}
-
-const RLE_LOSSLESS = '1.2.840.10008.1.2.5';
 
 describe('DecodePool scanning one file at a time', () => {
   let pool: DecodePool;

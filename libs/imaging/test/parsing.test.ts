@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DicomReadError, loadSeriesVolume, parseDicom, readCtFrames, readCtSlice, scanArchive } from '../src';
-import { ctSliceElements, encodeElements, int16Pixels, part10, type BuiltElement } from './helpers/dicom-builder';
+import { ctSliceElements, encodeElements, int16Pixels, part10, uniformRleFile, type BuiltElement } from './helpers/dicom-builder';
 
 const work = mkdtempSync(join(tmpdir(), 'covnet-parse-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -225,5 +225,27 @@ describe('scanArchive with headersOnly', () => {
     expect(headers.series[0].huMean).toBeUndefined();
     expect(full.series[0].huMean).toBeTypeOf('number');
     expect(headers.skipped.map((entry) => entry.code)).toEqual(['not-dicom']);
+  });
+});
+
+describe('NumberOfFrames beyond the pixel data', () => {
+  it('rejects a native file at once', async () => {
+    const path = write('frames-huge.dcm', part10(ctSliceElements({ extra: [{ tag: 0x00280008, vr: 'IS', value: '2147483647' }] }), EXPLICIT));
+    const started = performance.now();
+    const error = await readCtFrames(path).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(error).toBeInstanceOf(DicomReadError);
+    expect((error as DicomReadError).code).toBe('truncated-pixel-data');
+    expect((error as DicomReadError).tag).toBe('NumberOfFrames (0028,0008)');
+    // 2x2 pixels of 2 bytes: 8 bytes per frame.
+    expect((error as DicomReadError).reason).toBe(`NumberOfFrames 2147483647 needs ${2147483647 * 8} bytes of PixelData, which has 8`);
+  });
+
+  it('rejects more frames than fragments', async () => {
+    const path = write('frames-fragments.dcm', uniformRleFile(16, 1024, [{ tag: 0x00280008, vr: 'IS', value: '3' }]));
+    const error = await readCtFrames(path).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DicomReadError);
+    expect((error as DicomReadError).code).toBe('invalid-tag');
+    expect((error as DicomReadError).reason).toBe('NumberOfFrames 3 is more than the 1 fragments of the encapsulated PixelData');
   });
 });

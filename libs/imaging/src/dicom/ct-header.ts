@@ -1,5 +1,5 @@
 import { DicomReadError, tagLabel } from './errors';
-import type { DicomDataset } from './parser';
+import { TAG, type DicomDataset } from './parser';
 
 /** The attributes of one CT slice (a single-frame file or one frame of a multi-frame file) that series assembly and HU conversion need. */
 export interface CtSliceHeader {
@@ -102,6 +102,23 @@ class FrameAttributes {
   }
 }
 
+// Checks NumberOfFrames against what PixelData can hold before one header per frame is built,
+// so that a corrupt count such as 2^31 - 1 is rejected at once instead of exhausting memory.
+function checkFrameCount(dataset: DicomDataset, frames: number, frameBytes: number, path: string): void {
+  const pixelData = dataset.get(TAG.PixelData)!;
+  if (pixelData.fragments !== undefined) {
+    // Each frame takes at least one fragment after the Basic Offset Table (PS3.5 A.4).
+    const fragments = pixelData.fragments.length - 1;
+    if (frames > fragments) {
+      throw new DicomReadError('invalid-tag', path, tagLabel('NumberOfFrames'), `NumberOfFrames ${frames} is more than the ${fragments} fragments of the encapsulated PixelData`);
+    }
+    return;
+  }
+  if (frames * frameBytes > pixelData.length) {
+    throw new DicomReadError('truncated-pixel-data', path, tagLabel('NumberOfFrames'), `NumberOfFrames ${frames} needs ${frames * frameBytes} bytes of PixelData, which has ${pixelData.length}`);
+  }
+}
+
 /**
  * Extracts and validates the CT slice attributes of each frame of a parsed file.
  * Multi-frame (Enhanced CT) files give one header per frame, with position, orientation,
@@ -151,6 +168,7 @@ export function parseCtHeaders(dataset: DicomDataset, path: string, transferSynt
   const rows = requiredInteger(dataset, 'Rows', path);
   const columns = requiredInteger(dataset, 'Columns', path);
   if (rows < 1 || columns < 1) throw new DicomReadError('invalid-tag', path, tagLabel('Rows'), `image size ${rows}x${columns} is empty`);
+  checkFrameCount(dataset, frames, rows * columns * (bitsAllocated / 8), path);
 
   const padding = optionalInteger(dataset, 'PixelPaddingValue', path);
   const paddingLimit = optionalInteger(dataset, 'PixelPaddingRangeLimit', path);
