@@ -34,7 +34,7 @@ async function main(): Promise<number> {
     throw error;
   }
   // Scripts wait for exactly this line on stdout; logs go to stderr.
-  process.stdout.write(`coordinator listening on http://${config.host}:${coordinator.port}\n`);
+  process.stdout.write(`coordinator listening on ${coordinator.scheme}://${config.host}:${coordinator.port}\n`);
 
   let shuttingDown = false;
   const shutdown = (signal: string) => {
