@@ -1,0 +1,135 @@
+import { isIP } from 'node:net';
+import { Inject, Injectable } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { Clock } from '../clock';
+import { ROOT_LOGGER } from '../logging/logger';
+
+/** Limits on failed authentications; a key over its limit is rejected until its oldest counted failure leaves the window. */
+export const FAILED_AUTH_LIMITS = {
+  /** Sliding window over which failures are counted. */
+  windowMs: 60_000,
+  /** Failures of one client, an address together with the identity it claims, before its attempts are rejected. */
+  maxFailuresPerClient: 5,
+  /** Failures from one address, whatever identities it claims, before all its attempts are rejected. */
+  maxFailuresPerAddress: 20,
+  /** Keys kept in memory; past it, keys without a failure in the window are dropped first, then the oldest. */
+  maxKeys: 10_000,
+};
+
+/** Who attempts to authenticate: the remote address and the identity it claims. */
+export interface AuthClient {
+  /** Remote address of the TCP connection, never a proxy header. */
+  address: string;
+  /** What the client claims to be, e.g. `site:hospital-a`, `site:` for an agent that names no site, or `admin`. */
+  claim: string;
+}
+
+/**
+ * Counts failed authentications per client and per address and tells when
+ * a client must wait. An attempt while blocked is rejected without checking
+ * its token and is not counted, so a blocked client cannot extend its block.
+ *
+ * NOTE: the address is the TCP peer. Clients behind one NAT or proxy share an
+ * address and its limit. On loopback every local client has the same address,
+ * so only the claimed identity separates them there.
+ */
+@Injectable()
+export class FailedAuthLimiter {
+  private readonly failures = new Map<string, number[]>();
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(Clock) private readonly clock: Clock,
+    @Inject(ROOT_LOGGER) rootLogger: Logger,
+  ) {
+    this.log = rootLogger.child({ context: 'auth' });
+  }
+
+  /** Returns the whole seconds `client` must wait before its next attempt is checked, or 0 when it may try now. */
+  retryAfterS(client: AuthClient): number {
+    const now = this.clock.now().getTime();
+    const waitMs = Math.max(
+      this.waitMs(clientKey(client), FAILED_AUTH_LIMITS.maxFailuresPerClient, now),
+      this.waitMs(addressKey(client), FAILED_AUTH_LIMITS.maxFailuresPerAddress, now),
+    );
+    return waitMs <= 0 ? 0 : Math.ceil(waitMs / 1000);
+  }
+
+  /** Counts one failed authentication of `client`, and logs once when it makes the client or its address blocked. */
+  recordFailure(client: AuthClient): void {
+    const now = this.clock.now().getTime();
+    const clientCount = this.add(clientKey(client), now);
+    const addressCount = this.add(addressKey(client), now);
+    const windowS = FAILED_AUTH_LIMITS.windowMs / 1000;
+    if (clientCount === FAILED_AUTH_LIMITS.maxFailuresPerClient) {
+      this.log.warn(
+        { address: client.address, claim: client.claim, failures: clientCount },
+        `${clientCount} failed authentications from ${client.address} as "${client.claim}" within ${windowS} s: its attempts are rejected for up to ${windowS} s`,
+      );
+    }
+    if (addressCount === FAILED_AUTH_LIMITS.maxFailuresPerAddress) {
+      this.log.warn(
+        { address: client.address, failures: addressCount },
+        `${addressCount} failed authentications from ${client.address} within ${windowS} s: every attempt from it is rejected for up to ${windowS} s`,
+      );
+    }
+  }
+
+  private waitMs(key: string, max: number, now: number): number {
+    const times = this.recent(key, now);
+    if (times.length < max) return 0;
+    return times[times.length - max] + FAILED_AUTH_LIMITS.windowMs - now;
+  }
+
+  /** Appends a failure at `now` and returns the number of failures of `key` in the window. */
+  private add(key: string, now: number): number {
+    const times = this.recent(key, now);
+    times.push(now);
+    // Re-inserting moves the key to the end of the map's order, which `evict` treats as newest.
+    this.failures.delete(key);
+    this.failures.set(key, times);
+    if (this.failures.size > FAILED_AUTH_LIMITS.maxKeys) this.evict(now);
+    return times.length;
+  }
+
+  private recent(key: string, now: number): number[] {
+    const times = this.failures.get(key) ?? [];
+    const start = times.findIndex((time) => time > now - FAILED_AUTH_LIMITS.windowMs);
+    return start < 0 ? [] : times.slice(start);
+  }
+
+  private evict(now: number): void {
+    for (const [key, times] of this.failures) {
+      if (times[times.length - 1] <= now - FAILED_AUTH_LIMITS.windowMs) this.failures.delete(key);
+    }
+    // NOTE: a client with more addresses than maxKeys can push other keys out and reset their counts.
+    for (const key of this.failures.keys()) {
+      if (this.failures.size <= FAILED_AUTH_LIMITS.maxKeys) break;
+      this.failures.delete(key);
+    }
+  }
+}
+
+function clientKey(client: AuthClient): string {
+  return `${networkOf(client.address)} ${client.claim}`;
+}
+
+function addressKey(client: AuthClient): string {
+  return networkOf(client.address);
+}
+
+/**
+ * Returns the key of an address: an IPv4 address as it is (also when mapped
+ * into IPv6), and the /64 prefix of an IPv6 address, because one host usually
+ * holds a whole /64 and could otherwise change address at every attempt.
+ */
+export function networkOf(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1];
+  if (isIP(address) !== 6) return address;
+  const [head, tail = ''] = address.toLowerCase().split('::');
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = tail === '' ? [] : tail.split(':');
+  const groups = [...headGroups, ...Array(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
+  return `${groups.slice(0, 4).map((group) => group.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
