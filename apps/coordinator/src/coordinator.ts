@@ -60,7 +60,7 @@ export async function startCoordinator(flags: CoordinatorConfig, logger: Logger 
   });
   try {
     app.setGlobalPrefix('api');
-    // A larger body is answered with 413 before it is parsed.
+    // A larger body gets 413 before it is parsed.
     app.useBodyParser('json', { limit: MAX_JSON_BODY_BYTES });
     app.useWebSocketAdapter(new LimitedIoAdapter(app));
     await app.get(AdminToken).init();

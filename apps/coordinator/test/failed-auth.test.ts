@@ -2,7 +2,7 @@ import { request as httpRequest } from 'node:http';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { io, type Socket } from 'socket.io-client';
+import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { PROTOCOL_VERSION } from '@covnet/protocol';
 import { Clock } from '../src/clock';
 import { FailedAuthLimiter, networkOf } from '../src/auth/failed-auth-limiter';
@@ -45,7 +45,9 @@ describe('failed authentication limits', () => {
   });
 
   function tryConnect(auth: Record<string, unknown>, localAddress = '127.0.0.1'): Promise<ConnectOutcome> {
-    const socket = io(fixture!.baseUrl, { auth: { protocolVersion: PROTOCOL_VERSION, ...auth }, transports: ['websocket'], reconnection: false, autoConnect: false, localAddress });
+    // engine.io-client hands localAddress to the WebSocket client under Node, but socket.io-client's types omit it.
+    const options = { auth: { protocolVersion: PROTOCOL_VERSION, ...auth }, transports: ['websocket'], reconnection: false, autoConnect: false, localAddress };
+    const socket = io(fixture!.baseUrl, options as Partial<ManagerOptions & SocketOptions>);
     sockets.push(socket);
     return new Promise((resolve) => {
       socket.once('connect', () => resolve({ connected: true }));

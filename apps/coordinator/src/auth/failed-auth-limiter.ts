@@ -16,17 +16,17 @@ export const FAILED_AUTH_LIMITS = {
   maxKeys: 10_000,
 };
 
-/** Who attempts to authenticate: the remote address and the identity it claims. */
+/** Client of an authentication attempt: its remote address and the identity it claims. */
 export interface AuthClient {
   /** Remote address of the TCP connection, never a proxy header. */
   address: string;
-  /** What the client claims to be, e.g. `site:hospital-a`, `site:` for an agent that names no site, or `admin`. */
+  /** Claimed identity, e.g. `site:hospital-a`, `site:` for an agent that names no site, or `admin`. */
   claim: string;
 }
 
 /**
- * Counts failed authentications per client and per address and tells when
- * a client must wait. An attempt while blocked is rejected without checking
+ * Counts failed authentications per client and per address and returns how
+ * long a client must wait. An attempt while blocked is rejected without checking
  * its token and is not counted, so a blocked client cannot extend its block.
  *
  * NOTE: the address is the TCP peer. Clients behind one NAT or proxy share an
@@ -121,7 +121,7 @@ function addressKey(client: AuthClient): string {
 /**
  * Returns the key of an address: an IPv4 address as it is (also when mapped
  * into IPv6), and the /64 prefix of an IPv6 address, because one host usually
- * holds a whole /64 and could otherwise change address at every attempt.
+ * has a whole /64 and could otherwise change address at every attempt.
  */
 export function networkOf(address: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { TLSSocket } from 'node:tls';
 
-/** What a connection's TLS client certificate proves, as far as the handshake needs it. */
+/** Verification state and names of a connection's TLS client certificate. */
 export type ClientCertificate =
   | { state: 'absent' }
   | { state: 'unverified'; reason: string }

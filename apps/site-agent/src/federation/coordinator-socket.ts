@@ -11,7 +11,7 @@ export interface AgentTls {
   key?: string;
 }
 
-/** Where an agent connects and how it authenticates. */
+/** Address of the coordinator and the credentials an agent connects with. */
 export interface CoordinatorEndpoint {
   url: string;
   token: string;
