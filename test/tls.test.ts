@@ -66,14 +66,14 @@ describe.skipIf(!OPENSSL)('coordinator over TLS', () => {
   let fixture: Fixture | null = null;
   const sockets: Socket[] = [];
 
-  beforeAll(() => {
+  beforeAll(async () => {
     pki = new TestPki();
-    consortium = pki.createCa('consortium-ca');
-    otherCa = pki.createCa('other-ca');
-    server = consortium.issue('coordinator', 'localhost', ['subjectAltName=DNS:localhost,IP:127.0.0.1', 'extendedKeyUsage=serverAuth']);
-    siteA = consortium.issue('site-a', 'site-a', ['subjectAltName=DNS:site-a', 'extendedKeyUsage=clientAuth']);
-    siteAFromOtherCa = otherCa.issue('site-a-other', 'site-a', ['subjectAltName=DNS:site-a', 'extendedKeyUsage=clientAuth']);
-    siteB = consortium.issue('site-b', 'site-b', ['subjectAltName=DNS:site-b', 'extendedKeyUsage=clientAuth']);
+    consortium = await pki.createCa('consortium-ca');
+    otherCa = await pki.createCa('other-ca');
+    server = await consortium.issue('server', ['localhost', '127.0.0.1']);
+    siteA = await consortium.issue('site', ['site-a']);
+    siteAFromOtherCa = await otherCa.issue('site', ['site-a']);
+    siteB = await consortium.issue('site', ['site-b']);
   });
 
   afterAll(() => pki?.cleanup());

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createConsortiumCa, issueCertificate, type CertificateFiles } from '../../src/cli/pki';
 
 /** Whether the system `openssl` binary runs; the TLS tests skip with a message without it. */
 export function opensslAvailable(): boolean {
@@ -13,65 +14,35 @@ export function opensslAvailable(): boolean {
   }
 }
 
-export interface Issued {
-  certFile: string;
-  keyFile: string;
+/** PEM files and their text. */
+export interface Issued extends CertificateFiles {
   cert: string;
   key: string;
 }
 
 export interface TestCa extends Issued {
-  /** Issues a certificate signed by this CA with the given subject CN and extension lines. */
-  issue(name: string, commonName: string, extensions: string[]): Issued;
+  /** Issues a coordinator (`server`) or site agent (`site`) certificate signed by this CA. */
+  issue(kind: 'server' | 'site', names: string[]): Promise<Issued>;
 }
 
-/**
- * A throwaway public key infrastructure made with the system `openssl`, the
- * same commands SECURITY.md gives for a consortium: P-256 keys, a
- * self-signed CA, and leaf certificates valid for two days.
- */
+/** A throwaway public key infrastructure made by `coordinator pki`'s functions, with certificates valid for two days. */
 export class TestPki {
   readonly dir = mkdtempSync(join(tmpdir(), 'covnet-pki-'));
-  private serial = 1;
+  private folders = 0;
 
-  createCa(name: string): TestCa {
-    const keyFile = join(this.dir, `${name}.key`);
-    const certFile = join(this.dir, `${name}.pem`);
-    this.openssl([
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-      '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', `/CN=${name}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE',
-      '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-    ]);
+  async createCa(name: string): Promise<TestCa> {
+    const files = await createConsortiumCa(join(this.dir, name), { commonName: name, days: 2 });
     return {
-      ...this.read(certFile, keyFile),
-      issue: (leaf, commonName, extensions) => this.issue(certFile, keyFile, leaf, commonName, extensions),
+      ...read(files),
+      issue: async (kind, names) => read(await issueCertificate(files, join(this.dir, `issued-${this.folders++}`), { kind, names, days: 2 })),
     };
   }
 
   cleanup(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
 
-  private issue(caCert: string, caKey: string, name: string, commonName: string, extensions: string[]): Issued {
-    const keyFile = join(this.dir, `${name}.key`);
-    const csrFile = join(this.dir, `${name}.csr`);
-    const certFile = join(this.dir, `${name}.pem`);
-    const extFile = join(this.dir, `${name}.ext`);
-    writeFileSync(extFile, ['basicConstraints=CA:FALSE', ...extensions].join('\n') + '\n');
-    this.openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', csrFile, '-subj', `/CN=${commonName}`]);
-    this.openssl([
-      'x509', '-req', '-in', csrFile, '-CA', caCert, '-CAkey', caKey, '-set_serial', String(this.serial++),
-      '-days', '2', '-sha256', '-extfile', extFile, '-out', certFile,
-    ]);
-    return this.read(certFile, keyFile);
-  }
-
-  private read(certFile: string, keyFile: string): Issued {
-    return { certFile, keyFile, cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
-  }
-
-  private openssl(args: string[]): void {
-    execFileSync('openssl', args, { stdio: 'pipe' });
-  }
+function read(files: CertificateFiles): Issued {
+  return { ...files, cert: readFileSync(files.certFile, 'utf8'), key: readFileSync(files.keyFile, 'utf8') };
 }
