@@ -50,21 +50,10 @@ describe('admin API', () => {
   describe('when a request has no valid admin token', () => {
     it('answers 401 on reads and writes', async () => {
       fixture = await startFixture();
-      const paths = ['/api/sites', '/api/rounds', '/api/rounds/1/metrics', '/api/metrics/auc', '/api/models', '/api/overview', '/api/experiments'];
-      for (const path of paths) {
+      for (const path of ['/api/sites', '/api/rounds', '/api/rounds/1/metrics', '/api/metrics/auc', '/api/models', '/api/overview', '/api/experiments']) {
         expect((await getJson(`${fixture.baseUrl}${path}`, null)).status, path).toBe(401);
+        expect((await getJson(`${fixture.baseUrl}${path}`, 'not-the-admin-token')).status, path).toBe(401);
       }
-      // Wrong tokens count as failed authentications: after the fifth, the address gets 429.
-      for (const [index, path] of paths.entries()) {
-        expect((await getJson(`${fixture.baseUrl}${path}`, 'not-the-admin-token')).status, path).toBe(index < 5 ? 401 : 429);
-      }
-      const write = await sendJson('POST', `${fixture.baseUrl}/api/sites`, { name: 'site-d' }, null);
-      expect(write.status).toBe(429);
-      expect((await sendJson('POST', `${fixture.baseUrl}/api/sites/site-a/revoke`, undefined, 'wrong')).status).toBe(429);
-    });
-
-    it('names the header to send', async () => {
-      fixture = await startFixture();
       const write = await sendJson('POST', `${fixture.baseUrl}/api/sites`, { name: 'site-d' }, null);
       expect(write.status).toBe(401);
       expect(write.body.message).toContain('Authorization: Bearer');

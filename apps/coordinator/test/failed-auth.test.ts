@@ -146,7 +146,7 @@ describe('failed authentication limits', () => {
       const client = { address: '192.0.2.7', claim: 'site:site-a' };
       for (let failure = 0; failure < 5; failure++) {
         expect(limiter.retryAfterS(client)).toBe(0);
-        limiter.recordFailure(client);
+        limiter.recordFailure(client, `wrong-token-${failure}`);
         clock.time += 1000;
       }
       // Failures at 0, 1, 2, 3 and 4 s; now is 5 s, and the first leaves the 60 s window at 60 s.
@@ -155,6 +155,17 @@ describe('failed authentication limits', () => {
       expect(limiter.retryAfterS(client)).toBe(1);
       clock.time += 1;
       expect(limiter.retryAfterS(client)).toBe(0);
+    });
+
+    it('counts a repeated wrong token once', () => {
+      const limiter = new FailedAuthLimiter(new ManualClock(), pino({ level: 'silent' }));
+      const client = { address: '192.0.2.7', claim: 'admin' };
+      for (let attempt = 0; attempt < 10; attempt++) limiter.recordFailure(client, 'mistyped-token');
+      for (let token = 0; token < 3; token++) limiter.recordFailure(client, `other-wrong-token-${token}`);
+      // 4 distinct wrong tokens stay under the limit of 5.
+      expect(limiter.retryAfterS(client)).toBe(0);
+      limiter.recordFailure(client, 'fifth-wrong-token');
+      expect(limiter.retryAfterS(client)).toBe(60);
     });
 
     it('counts IPv6 clients by their /64 network', () => {

@@ -45,7 +45,7 @@ export class AdminGuard implements CanActivate {
     const header = request.headers.authorization;
     if (this.token.matchesHeader(header)) return true;
     // A request without the header is not counted: it guesses no token, e.g. a page opened before the token is typed.
-    if (header !== undefined) this.limiter.recordFailure(client);
+    if (header !== undefined) this.limiter.recordFailure(client, header);
     throw new UnauthorizedException('missing or invalid admin token: send the header "Authorization: Bearer <admin token>"');
   }
 }

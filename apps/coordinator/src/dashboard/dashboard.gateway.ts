@@ -47,7 +47,7 @@ export class DashboardGateway implements OnGatewayInit {
         next();
         return;
       }
-      if (token !== undefined) this.limiter.recordFailure(client);
+      if (token !== undefined) this.limiter.recordFailure(client, String(token));
       this.log.warn({ address: socket.handshake.address }, 'dashboard connection rejected: missing or invalid admin token');
       next(new Error('missing or invalid admin token'));
     });

@@ -75,7 +75,9 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
           next(new HandshakeError('internal_error', 'authentication failed: internal error'));
           return;
         }
-        if (error.isFailedAuthentication) this.limiter.recordFailure(client);
+        if (error.isFailedAuthentication) {
+          this.limiter.recordFailure(client, String((socket.handshake.auth as { token?: unknown } | undefined)?.token));
+        }
         // The message names no token, so it is safe to log.
         this.log.warn({ code: error.data.code, address: client.address, claim: client.claim }, error.message);
         next(error);
