@@ -1,5 +1,7 @@
 import { request as httpsRequest } from 'node:https';
+import { Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
+import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Socket } from 'socket.io-client';
 import { createCoordinatorSocket, readAgentTls, AgentTlsError, type AgentTls } from '@covnet/site-agent';
@@ -135,13 +137,24 @@ describe.skipIf(!OPENSSL)('coordinator over TLS', () => {
     });
 
     it('ends a client without a certificate in the TLS handshake', async () => {
-      fixture = await startFixture({ args: serverFlags('required') });
+      const lines: string[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          lines.push(chunk.toString('utf8'));
+          callback();
+        },
+      });
+      fixture = await startFixture({ args: serverFlags('required'), logger: pino({ level: 'warn' }, sink) });
       const outcome = await rawTlsRequest(fixture.coordinator.port, { ca: consortium.cert });
       // Under TLS 1.3 the server checks the client certificate after the client's handshake ends,
       // so the client sees an alert, a reset or a bare close, but never an HTTP response.
       expect(outcome).not.toHaveProperty('answer');
       expect((outcome as { error: string }).error).toMatch(/ALERT|ECONNRESET|closed without an answer/);
       expect(await tryConnect(agentSocket(TOKENS['site-a'], { ca: consortium.cert }))).toMatchObject({ connected: false, code: undefined });
+      // Two failures from one address within a minute make one log line.
+      const failures = lines.filter((line) => line.includes('TLS handshake with 127.0.0.1 failed'));
+      expect(failures).toHaveLength(1);
+      expect(failures[0]).toContain('peer did not return a certificate');
     });
 
     it('ends a client with a certificate of another CA in the TLS handshake', async () => {

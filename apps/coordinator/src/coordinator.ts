@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { mkdir } from 'node:fs/promises';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import type { NestApplicationOptions } from '@nestjs/common';
@@ -17,6 +18,7 @@ import { serveApiDocs } from './api/api-docs';
 import { experimentConfigs } from './experiments/consortium-config';
 import { httpsOptionsOf, isLoopbackHost } from './config/tls';
 import { LimitedIoAdapter } from './gateway/socket-io-adapter';
+import { logTlsClientErrors } from './auth/tls-client-errors';
 
 /** Largest JSON request body of the REST API; the largest legitimate one, an experiment's settings, is under 2 KiB. */
 export const MAX_JSON_BODY_BYTES = 64 * 1024;
@@ -77,6 +79,7 @@ export async function startCoordinator(flags: CoordinatorConfig, logger: Logger 
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const runtimes = app.get(ExperimentRuntimes);
   const scheme = httpsOptions === null ? 'http' : 'https';
+  if (httpsOptions !== null) logTlsClientErrors(app.getHttpServer() as HttpsServer, logger);
   logger.info({ host: config.host, port, scheme, experiments: runtimes.names() }, 'coordinator listening');
   if (scheme === 'http' && !isLoopbackHost(config.host)) {
     logger.warn(
