@@ -13,7 +13,10 @@ const USAGE = `usage: site-agent <command> [options]
                                               list CT series and unusable files of an archive;
                                               --preview writes PNGs of the lung mask and crop
   run --coordinator URL --token T --archive DIR [--status-file FILE] [--audit-log FILE] [--cache-dir DIR]
-                                              join the federation (token also from COVNET_SITE_TOKEN)
+      [--site NAME] [--ca FILE] [--cert FILE --key FILE]
+                                              join the federation (token also from COVNET_SITE_TOKEN);
+                                              --ca: consortium CA (PEM) that the coordinator's certificate
+                                              must chain to; --cert/--key: the site's client certificate
   status --status-file FILE [--json] [--check]
                                               connection, current round and messages sent of a running agent
   infer EXAM_DIR --model CHECKPOINT [--out DIR] [--slices N] [--class NAME] [--json]

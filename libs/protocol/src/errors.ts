@@ -4,6 +4,8 @@ export const ERROR_CODES = [
   'auth_unknown_token',
   'auth_protocol_mismatch',
   'auth_revoked',
+  'auth_certificate_rejected',
+  'rate_limited',
   'invalid_message',
   'unknown_upload',
   'chunk_out_of_order',

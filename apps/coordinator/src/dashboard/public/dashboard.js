@@ -91,6 +91,9 @@ async function refresh() {
       if (error.status === 401) {
         sessionStorage.removeItem(TOKEN_KEY);
         showLogin('The admin token was not accepted.');
+      } else if (error.status === 429) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        showLogin('Too many wrong admin tokens from this address: wait a minute, then enter the token again.');
       } else {
         console.error('dashboard refresh failed', error);
       }
