@@ -102,6 +102,23 @@ describe('DecodePool scanning one file at a time', () => {
     for (const result of results) expect(result).toEqual({ frames: [expect.objectContaining({ min: 0, max: 0, count: 256 })] });
   });
 
+  it('stops a series load that exceeds the time limit', async () => {
+    const dir = await mkdtemp(join(work, 'slow-series-'));
+    // Headers parse at once; decoding the second slice is what takes long.
+    await writeFile(join(dir, 'first.dcm'), uniformRleFile(4096, 1100, { instance: 1, position: [0, 0, 0] }));
+    const slow = join(dir, 'second.dcm');
+    await writeFile(slow, uniformRleFile(4096, 1100, { instance: 2, position: [0, 0, 1] }));
+    await writeFile(join(dir, 'fast.dcm'), uniformRleFile(16, 1100));
+    const error = await loadSeriesVolume([join(dir, 'first.dcm'), slow], { timeoutMs: 5 }, { pool }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DicomReadError);
+    expect((error as DicomReadError).code).toBe('timed-out');
+    // Either slice may be the first to run out of time, one on each worker.
+    expect([join(dir, 'first.dcm'), slow]).toContain((error as DicomReadError).path);
+
+    const after = await pool.scanFile(join(dir, 'fast.dcm'));
+    expect(after).toEqual({ frames: [expect.objectContaining({ min: 76, max: 76, count: 256 })] });
+  });
+
   it('gives scanArchive the report of the calling thread', async () => {
     const dir = await mkdtemp(join(work, 'archive-'));
     for (let i = 0; i < 5; i++) await writeFile(join(dir, `s${i}.dcm`), part10(ctSliceElements({ instance: i + 1, position: [0, 0, i * 1.5] }), '1.2.840.10008.1.2.1'));
@@ -110,5 +127,26 @@ describe('DecodePool scanning one file at a time', () => {
     const pooled = await scanArchive(dir, { pool });
     expect(pooled).toEqual(inThread);
     expect(pooled.series[0].slices).toBe(5);
+  });
+});
+
+describe('DecodePool closed with work in progress', () => {
+  it('fails the waiting requests', async () => {
+    const work = await mkdtemp(join(tmpdir(), 'covnet-pool-close-'));
+    try {
+      const slow = join(work, 'slow.dcm');
+      await writeFile(slow, uniformRleFile(4096, 1100));
+      const pool = new DecodePool(1);
+      const requests = Promise.allSettled([pool.scanFile(slow), pool.scanFile(slow), loadSeriesVolume([slow, slow], {}, { pool })]);
+      await pool.close();
+      const results = await requests;
+      // The running scan, the queued scan and the load.
+      for (const result of results) {
+        expect(result.status).toBe('rejected');
+        expect((result as PromiseRejectedResult).reason.message).toBe('the decode pool is closed');
+      }
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
 });

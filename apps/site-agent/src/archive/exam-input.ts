@@ -132,7 +132,7 @@ async function loadDicomVolume(examDir: string, decodePool?: () => DecodePool): 
   const report = await scanArchive(examDir, { headersOnly: true, pool });
   const choice = selectLungSeries(report.series);
   if (choice.chosen === undefined) {
-    const skipped = report.skipped.slice(0, 3).map((file) => file.reason);
+    const skipped = report.skipped.slice(0, 3).map((file) => `${file.path}: ${file.reason}`);
     const details = [...choice.reasons, ...skipped].join('; ');
     throw new Error(`exam folder ${examDir} has no usable axial CT series (${details})`);
   }

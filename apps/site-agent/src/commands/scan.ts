@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { DecodePool, scanArchive, ScanIndex } from '@covnet/imaging';
 import { defaultCacheDir, scanIndexPath } from '../archive/cache-dir';
 import { writeScanPreviews } from '../archive/scan-preview';
+import { log } from '../log';
 import { startProgress, type Progress } from '../progress';
 import { parseCommand, parseDecodeThreads, UsageError } from './args';
 
@@ -43,7 +44,12 @@ export async function scanCommand(args: string[]): Promise<number> {
     },
   }).finally(() => pool?.close());
   (progress as Progress | null)?.finish(`${files}/${files} files`);
-  await index.save();
+  try {
+    await index.save();
+  } catch (error) {
+    // The index only saves time on the next scan, so the finished report still counts.
+    log.warn({ cacheDir, error: (error as Error).message }, 'scan index not saved; the next scan reads every file again');
+  }
   const previews = values.preview === undefined ? [] : await writeScanPreviews(report, resolve(values.preview));
 
   if (values.json) {

@@ -173,8 +173,9 @@ export function parseCtHeaders(dataset: DicomDataset, path: string, transferSynt
   const padding = optionalInteger(dataset, 'PixelPaddingValue', path);
   const paddingLimit = optionalInteger(dataset, 'PixelPaddingRangeLimit', path);
   // PixelPaddingValue is US or SS by PixelRepresentation, but implicit VR files and some
-  // writers give the 16-bit pattern as unsigned, e.g. 63536 for -2000.
-  const asStored = (value: number | undefined) => (value !== undefined && pixelRepresentation === 1 && bitsAllocated === 16 && value >= 0x8000 ? value - 0x10000 : value);
+  // writers give the 16-bit pattern as unsigned, e.g. 63536 for -2000. The value is 16 bits
+  // wide whatever BitsAllocated is, so signed 8-bit data is read back the same way.
+  const asStored = (value: number | undefined) => (value !== undefined && pixelRepresentation === 1 && value >= 0x8000 ? value - 0x10000 : value);
 
   const perFrameItems = dataset.sequence(T.PerFrameFunctionalGroupsSequence);
   const shared = dataset.sequence(T.SharedFunctionalGroupsSequence)[0];
@@ -233,15 +234,21 @@ function finiteOrUndefined(value: number | undefined): number | undefined {
   return value !== undefined && Number.isFinite(value) ? value : undefined;
 }
 
+// A required element that is absent, or present with an empty value (type 2 written as type 1).
+function missingTag(dataset: DicomDataset, keyword: Keyword, path: string): DicomReadError {
+  const problem = dataset.has(T[keyword]) ? 'is empty' : 'is missing';
+  return new DicomReadError('missing-tag', path, tagLabel(keyword), `${keyword} ${problem}`);
+}
+
 function requiredString(dataset: DicomDataset, keyword: Keyword, path: string): string {
   const value = dataset.string(T[keyword]);
-  if (value === undefined) throw new DicomReadError('missing-tag', path, tagLabel(keyword), `${keyword} is missing`);
+  if (value === undefined) throw missingTag(dataset, keyword, path);
   return value;
 }
 
 function requiredNumbers(dataset: DicomDataset, keyword: Keyword, count: number, path: string): number[] {
   const values = dataset.numbers(T[keyword]);
-  if (values === undefined) throw new DicomReadError('missing-tag', path, tagLabel(keyword), `${keyword} is missing`);
+  if (values === undefined) throw missingTag(dataset, keyword, path);
   if (values.length !== count || values.some((value) => !Number.isFinite(value))) {
     throw new DicomReadError('invalid-tag', path, tagLabel(keyword), `${keyword} is "${dataset.string(T[keyword]) ?? values.join('\\')}", expected ${count} number(s)`);
   }

@@ -58,7 +58,14 @@ export async function readCtFile(path: string, limits: ReadLimits = {}, io: 'asy
   // close), which matter at a few hundred files per second. Only a thread with nothing else
   // to serve, such as a decode worker, should use them.
   const maxBytes = limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-  const bytes = io === 'blocking' ? readFileBytesBlocking(path, maxBytes) : await readFileBytes(path, maxBytes);
+  let bytes: Uint8Array;
+  try {
+    bytes = io === 'blocking' ? readFileBytesBlocking(path, maxBytes) : await readFileBytes(path, maxBytes);
+  } catch (error) {
+    if (error instanceof DicomReadError || typeof (error as NodeJS.ErrnoException).code !== 'string') throw error;
+    // The file vanished, is not readable or the disk failed: not a property of its content.
+    throw new DicomReadError('io-error', path, undefined, `the file cannot be read: ${(error as Error).message}`);
+  }
   const encoding = peekTransferSyntax(bytes);
   if (encoding !== undefined && !isCodecReady(encoding)) await loadCodec(encoding);
   return parseCtFile(bytes, path, limits);
@@ -153,6 +160,11 @@ export function parseCtFile(file: Uint8Array, path: string, limits: ReadLimits =
   if (pixelElement === undefined) throw new DicomReadError('no-pixel-data', path, tagLabel('PixelData'), 'PixelData is missing');
   const first = headers[0];
   const frameBytes = expectedPixelBytes(first);
+  // A compressed frame may declare a size far beyond its file; check before the codec allocates it.
+  const maxFrameBytes = limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  if (frameBytes > maxFrameBytes) {
+    throw new DicomReadError('too-large', path, tagLabel('Rows'), `a ${first.rows}x${first.columns} frame at ${first.bitsAllocated} bits needs ${frameBytes} bytes decoded, more than the limit of ${maxFrameBytes}`);
+  }
 
   if (encoding === 'native') {
     if (pixelElement.fragments !== undefined) {

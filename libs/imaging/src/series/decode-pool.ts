@@ -29,8 +29,8 @@ export type DecodeRequest =
 
 export type DecodeReply =
   | { id: number; ok: true; files?: ParsedFile[]; scanned?: ScannedFile }
-  /** Sent when a worker starts reading the file of a scan request, which starts its time limit. */
-  | { id: number; started: true }
+  /** Sent when a worker starts on a file, which starts that file's time limit. */
+  | { id: number; started: true; path: string }
   | {
       id: number;
       ok: false;
@@ -41,11 +41,12 @@ export type DecodeReply =
 
 interface PendingRequest {
   worker: Worker;
-  /** Scan requests hold their worker until they finish; the others are queued in the worker. */
-  scan: boolean;
+  /** The scan request itself while it waits or runs; the other kinds are queued in the worker. */
+  scan?: Extract<DecodeRequest, { kind: 'scan' }>;
   resolve: (reply: Extract<DecodeReply, { ok: true }>) => void;
   reject: (error: Error) => void;
-  onStarted?: () => void;
+  /** Time allowed for each file of the request, from the moment the worker starts on it. */
+  timeoutMs: number;
   timer?: NodeJS.Timeout;
 }
 
@@ -56,7 +57,7 @@ function limitsOnly(limits: ReadLimits): ReadLimits {
 }
 
 // The same default as the in-thread reader's time limit per file.
-const DEFAULT_SCAN_TIMEOUT_MS = 60_000;
+const DEFAULT_TIMEOUT_MS = 60_000;
 
 /** A series whose files are parsed on the pool's workers and whose pixels wait there to be decoded. */
 export interface ParsedBatch {
@@ -101,7 +102,8 @@ export class DecodePool {
       const waiting = this.pending.get(reply.id);
       if (!waiting) return;
       if ('started' in reply) {
-        waiting.onStarted?.();
+        clearTimeout(waiting.timer);
+        waiting.timer = setTimeout(() => this.stopStalledWorker(reply.id, reply.path), waiting.timeoutMs);
         return;
       }
       this.settle(reply.id);
@@ -130,7 +132,7 @@ export class DecodePool {
     if (waiting === undefined) return;
     this.pending.delete(id);
     clearTimeout(waiting.timer);
-    if (waiting.scan) {
+    if (waiting.scan !== undefined) {
       this.busy.delete(waiting.worker);
       this.pumpScans();
     }
@@ -147,7 +149,8 @@ export class DecodePool {
     if (this.closed) return Promise.reject(new Error('the decode pool is closed'));
     return new Promise((resolve, reject) => {
       const request = { kind: 'scan' as const, id: this.nextId++, path, limits: limitsOnly(limits), headersOnly };
-      const waiting: PendingRequest = { worker: undefined as unknown as Worker, scan: true, resolve: (reply) => resolve(reply.scanned!), reject };
+      const timeoutMs = limits.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+      const waiting: PendingRequest = { worker: undefined as unknown as Worker, scan: request, resolve: (reply) => resolve(reply.scanned!), reject, timeoutMs };
       this.scanQueue.push({ request, waiting });
       this.pumpScans();
     });
@@ -158,37 +161,49 @@ export class DecodePool {
       const worker = this.workers.find((candidate) => !this.busy.has(candidate));
       if (worker === undefined) return;
       const { request, waiting } = this.scanQueue.shift()!;
-      const timeoutMs = request.limits.timeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS;
       waiting.worker = worker;
-      waiting.onStarted = () => {
-        waiting.timer = setTimeout(() => this.stopStalledWorker(request, timeoutMs), timeoutMs);
-      };
       this.busy.add(worker);
       this.pending.set(request.id, waiting);
       worker.postMessage(request);
     }
   }
 
-  // Terminates a worker stuck on one file, starts a replacement and skips the file.
-  private stopStalledWorker(request: Extract<DecodeRequest, { kind: 'scan' }>, timeoutMs: number): void {
-    const waiting = this.pending.get(request.id);
-    if (waiting === undefined) return;
-    const stalled = waiting.worker;
-    const index = this.workers.indexOf(stalled);
+  // Terminates a worker stuck on one file and starts a replacement. The stalled request fails
+  // with code timed-out, or skips the file when it is a scan. Scans queued on the worker go
+  // back to the queue, and other requests queued on it fail.
+  private stopStalledWorker(id: number, path: string): void {
+    const stalledRequest = this.pending.get(id);
+    if (stalledRequest === undefined) return;
+    const stalled = stalledRequest.worker;
     // The replacement takes the stalled worker's place first, so no new request goes to the stalled one.
-    this.workers[index] = this.startWorker();
+    this.workers[this.workers.indexOf(stalled)] = this.startWorker();
     this.busy.delete(stalled);
-    const reason = `reading and decoding took more than the limit of ${timeoutMs} ms, so the decode thread was stopped`;
-    this.settle(request.id);
-    waiting.resolve({ id: request.id, ok: true, scanned: { skip: { code: 'timed-out', reason: new DicomReadError('timed-out', request.path, undefined, reason).message } } });
+    const timedOut = new DicomReadError('timed-out', path, undefined, `reading and decoding took more than the limit of ${stalledRequest.timeoutMs} ms, so the decode thread was stopped`);
+
+    for (const [pendingId, waiting] of [...this.pending]) {
+      if (waiting.worker !== stalled) continue;
+      this.pending.delete(pendingId);
+      clearTimeout(waiting.timer);
+      if (pendingId === id && waiting.scan !== undefined) {
+        waiting.resolve({ id, ok: true, scanned: { skip: { code: 'timed-out', reason: timedOut.reason } } });
+      } else if (pendingId === id) {
+        waiting.reject(timedOut);
+      } else if (waiting.scan !== undefined) {
+        this.scanQueue.unshift({ request: waiting.scan, waiting });
+      } else {
+        waiting.reject(new Error(`the decode worker was stopped because ${path} exceeded the time limit`));
+      }
+    }
+    this.pumpScans();
     void stalled.terminate();
   }
 
-  private send(worker: Worker, request: DecodeRequest): Promise<Extract<DecodeReply, { ok: true }>> {
+  private send(worker: Worker, request: DecodeRequest, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Extract<DecodeReply, { ok: true }>> {
+    if (this.closed) return Promise.reject(new Error('the decode pool is closed'));
     // A worker replaced after a stall never replies again.
     if (!this.workers.includes(worker)) return Promise.reject(new Error('the decode worker that parsed this batch was stopped'));
     return new Promise((resolve, reject) => {
-      this.pending.set(request.id, { worker, scan: false, resolve, reject });
+      this.pending.set(request.id, { worker, resolve, reject, timeoutMs });
       worker.postMessage(request);
     });
   }
@@ -196,7 +211,8 @@ export class DecodePool {
   /**
    * Reads and parses `files`, split into contiguous shares across the workers, and returns
    * their headers in the order given. The workers keep each file's bytes until the batch is
-   * decoded or released.
+   * decoded or released. As in scanFile, a worker that spends more than `limits.timeoutMs` on
+   * one file is stopped, and the load fails with code timed-out.
    * NOTE: so the pool keeps the whole series' file bytes between the two steps, about half
    * the size of its float32 volume for uncompressed 16-bit files.
    * @throws DicomReadError for the first file that cannot be read, as readCtFile does; the
@@ -205,6 +221,7 @@ export class DecodePool {
   async parseFiles(files: readonly string[], limits: ReadLimits = {}): Promise<ParsedBatch> {
     if (this.closed) throw new Error('the decode pool is closed');
     const batch = this.nextBatch++;
+    const timeoutMs = limits.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const share = Math.ceil(files.length / this.size);
     const shares = this.workers
       .map((worker, k) => ({ worker, first: k * share, files: files.slice(k * share, (k + 1) * share) }))
@@ -215,7 +232,7 @@ export class DecodePool {
     };
 
     const replies = await Promise.allSettled(
-      shares.map(({ worker, first, files: part }) => this.send(worker, { kind: 'parse', id: this.nextId++, batch, files: part, first, limits: limitsOnly(limits) })),
+      shares.map(({ worker, first, files: part }) => this.send(worker, { kind: 'parse', id: this.nextId++, batch, files: part, first, limits: limitsOnly(limits) }, timeoutMs)),
     );
     const failed = replies.find((reply): reply is PromiseRejectedResult => reply.status === 'rejected');
     if (failed !== undefined) {
@@ -229,15 +246,22 @@ export class DecodePool {
       decodeInto: async (target, placements) => {
         const byWorker = new Map<Worker, FramePlacement[]>(shares.map(({ worker }) => [worker, []]));
         for (const placement of placements) byWorker.get(owners[placement.file])!.push(placement);
-        await Promise.all([...byWorker].map(([worker, mine]) => this.send(worker, { kind: 'decode', id: this.nextId++, batch, target, placements: mine })));
+        await Promise.all([...byWorker].map(([worker, mine]) => this.send(worker, { kind: 'decode', id: this.nextId++, batch, target, placements: mine }, timeoutMs)));
       },
       release,
     };
   }
 
+  /** Stops the workers. Requests still waiting or running fail with "the decode pool is closed". */
   async close(): Promise<void> {
     this.closed = true;
-    for (const { waiting } of this.scanQueue.splice(0)) waiting.reject(new Error('the decode pool is closed'));
+    const closedError = new Error('the decode pool is closed');
+    for (const { waiting } of this.scanQueue.splice(0)) waiting.reject(closedError);
+    for (const [id, waiting] of [...this.pending]) {
+      this.pending.delete(id);
+      clearTimeout(waiting.timer);
+      waiting.reject(closedError);
+    }
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 }

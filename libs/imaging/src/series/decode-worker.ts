@@ -17,7 +17,7 @@ parentPort!.on('message', (request: DecodeRequest) => {
 async function handle(request: DecodeRequest): Promise<DecodeReply> {
   switch (request.kind) {
     case 'scan': {
-      parentPort!.postMessage({ id: request.id, started: true } satisfies DecodeReply);
+      parentPort!.postMessage({ id: request.id, started: true, path: request.path } satisfies DecodeReply);
       const scanned = await readSliceStats(request.path, request.limits, request.headersOnly, 'blocking');
       return { id: request.id, ok: true, scanned };
     }
@@ -26,6 +26,7 @@ async function handle(request: DecodeRequest): Promise<DecodeReply> {
       batches.set(request.batch, parsedFiles);
       const files = [];
       for (const [k, path] of request.files.entries()) {
+        parentPort!.postMessage({ id: request.id, started: true, path } satisfies DecodeReply);
         const file = await readCtFile(path, request.limits, 'blocking');
         parsedFiles.set(request.first + k, file);
         files.push({ path, headers: file.headers });
@@ -37,9 +38,14 @@ async function handle(request: DecodeRequest): Promise<DecodeReply> {
       batches.delete(request.batch);
       if (parsedFiles === undefined) throw new Error(`decode batch ${request.batch} is unknown or already decoded`);
       const values = new Float32Array(request.target);
+      let current: CtFile | undefined;
       for (const { file, frame, at } of request.placements) {
         const parsed = parsedFiles.get(file);
         if (parsed === undefined) throw new Error(`file ${file} of decode batch ${request.batch} was not parsed by this worker`);
+        if (parsed !== current) {
+          parentPort!.postMessage({ id: request.id, started: true, path: parsed.path } satisfies DecodeReply);
+          current = parsed;
+        }
         const size = parsed.headers[frame].rows * parsed.headers[frame].columns;
         parsed.decodeFrame(frame, values.subarray(at, at + size));
       }

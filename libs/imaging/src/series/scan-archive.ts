@@ -101,6 +101,8 @@ export async function scanArchive(dir: string, opts: ScanOptions = {}): Promise<
   const index = opts.headersOnly || opts.index === undefined ? ScanIndex.inMemory() : opts.index;
   const { files, skipped: notFiles } = await listFilesRecursively(dir);
   const skipped: SkippedFile[] = [...notFiles];
+  // Progress starts at 0 once the file count is known, so a caller's clock covers the first batch.
+  opts.onProgress?.(0, files.length);
   const slices: SliceStats[] = [];
 
   for (let start = 0; start < files.length; start += concurrency) {
@@ -179,7 +181,7 @@ async function scanFile(path: string, limits: ReadLimits, index: ScanIndex, head
   try {
     ({ size, mtimeMs } = await stat(path));
   } catch (error) {
-    return { skip: { code: 'io-error', reason: `${path}: ${(error as Error).message}` } };
+    return { skip: { code: 'io-error', reason: (error as Error).message } };
   }
   const stored = index.get(path, size, mtimeMs);
   if (stored !== undefined) return stored;

@@ -31,9 +31,10 @@ export async function readSliceStats(path: string, limits: ReadLimits, headersOn
     });
     return { frames };
   } catch (error) {
-    if (error instanceof DicomReadError) return { skip: { code: error.code, reason: error.message } };
+    // The reason leaves out the path, which the skipped entry carries.
+    if (error instanceof DicomReadError) return { skip: { code: error.code, reason: error.tag === undefined ? error.reason : `${error.tag}: ${error.reason}` } };
     const code = (error as NodeJS.ErrnoException).code;
-    if (typeof code === 'string') return { skip: { code: 'io-error', reason: `${path}: ${(error as Error).message}` } };
+    if (typeof code === 'string') return { skip: { code: 'io-error', reason: (error as Error).message } };
     throw error;
   }
 }

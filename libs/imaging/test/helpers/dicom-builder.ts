@@ -200,9 +200,9 @@ export function uniformRleFrame(rows: number, value: number): Uint8Array {
 }
 
 /** An RLE Lossless CT file of one rows x rows frame whose stored values all equal `value`. */
-export function uniformRleFile(rows: number, value: number, extra: BuiltElement[] = []): Uint8Array {
+export function uniformRleFile(rows: number, value: number, spec: CtSliceSpec = {}): Uint8Array {
   const size = new Set([0x00280010, 0x00280011]);
-  const elements = ctSliceElements({ extra }).filter((element) => !size.has(element.tag));
+  const elements = ctSliceElements(spec).filter((element) => !size.has(element.tag));
   elements.push({ tag: 0x00280010, vr: 'US', value: [rows] }, { tag: 0x00280011, vr: 'US', value: [rows] });
   return encapsulatedPart10(elements, RLE_LOSSLESS, [uniformRleFrame(rows, value)]);
 }
