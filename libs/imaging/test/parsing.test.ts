@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DicomReadError, loadSeriesVolume, parseDicom, readCtFrames, readCtSlice, scanArchive } from '../src';
+import { DicomReadError, loadSeriesVolume, parseDicom, readCtFrames, readCtSlice, scanArchive, SeriesAssemblyError } from '../src';
 import { ctSliceElements, encapsulatedPart10, encodeElements, int16Pixels, part10, RLE_LOSSLESS, uniformRleFile, uniformRleFrame, type BuiltElement } from './helpers/dicom-builder';
 
 const work = mkdtempSync(join(tmpdir(), 'covnet-parse-'));
@@ -328,5 +328,15 @@ describe('readCtFrames error details', () => {
     const missing = write('slope-missing.dcm', part10(withoutSlope, EXPLICIT));
     await expect(readCtFrames(empty)).rejects.toThrow('RescaleSlope is empty');
     await expect(readCtFrames(missing)).rejects.toThrow('RescaleSlope is missing');
+  });
+});
+
+describe('loadSeriesVolume on files of two series', () => {
+  it('rejects them as mixed-series', async () => {
+    const paths = [0, 1, 2].map((i) => write(`mixed-${i}.dcm`, part10(ctSliceElements({ instance: i + 1, position: [0, 0, i], series: i === 2 ? '2.25.999' : '2.25.200' }), EXPLICIT)));
+    const error = await loadSeriesVolume(paths).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SeriesAssemblyError);
+    expect((error as SeriesAssemblyError).code).toBe('mixed-series');
+    expect((error as SeriesAssemblyError).reason).toBe(`${paths[2]} belongs to series 2.25.999 but ${paths[0]} to series 2.25.200`);
   });
 });
