@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { NamedTensor } from '@covnet/protocol';
 import { FedAvgAccumulator, fedAvg, firstNonFinite, layoutMismatch, type ModelLayout } from '../src/aggregation/fedavg';
-import { SimdSum } from '../src/aggregation/simd-sum';
 
 const LAYOUT: ModelLayout = [
   { name: 'conv/kernel', shape: [2, 2] },
@@ -187,54 +186,5 @@ describe('FedAvgAccumulator SIMD sum', () => {
       expect(mismatch, `tensor ${entry.name}`).toBe(-1);
     });
     expect(accumulator.updates).toBe(3);
-  });
-
-  describe('when a worker thread folds part of the sum', () => {
-    // Over a million values, so that the sum splits between the main thread
-    // and a worker; the split falls inside tensor `large`.
-    const tensors = [7, 600_001, 400_003, 5];
-    const sumWeights = [3, 0.25];
-
-    function inputs(seed: number): Float32Array[][] {
-      return sumWeights.map((_, u) => tensors.map((length, k) => values(length, seed + 10 * u + k)));
-    }
-
-    function expected(input: Float32Array[][]): Float32Array[] {
-      const total = sumWeights.reduce((a, b) => a + b, 0);
-      return tensors.map((length, k) => {
-        const out = new Float32Array(length);
-        for (let i = 0; i < length; i++) {
-          let sum = 0;
-          input.forEach((parts, u) => (sum += sumWeights[u] * parts[k][i]));
-          out[i] = sum / total;
-        }
-        return out;
-      });
-    }
-
-    it('matches the scalar float64 formula bit for bit', () => {
-      const sum = new SimdSum(tensors.reduce((a, b) => a + b, 0), 2);
-      try {
-        for (const seed of [3, 11]) {
-          const input = inputs(seed);
-          input.forEach((parts, u) => sum.addScaled(parts, sumWeights[u], u === 0));
-          const outs = tensors.map((length) => new Float32Array(length));
-          sum.divideInto(outs, sumWeights[0] + sumWeights[1]);
-          const reference = expected(input);
-          outs.forEach((out, k) => {
-            const mismatch = out.findIndex((v, i) => !Object.is(v, reference[k][i]));
-            expect(mismatch, `seed ${seed}, tensor ${k}`).toBe(-1);
-          });
-        }
-      } finally {
-        sum.close();
-      }
-    });
-
-    it('rejects use after close', () => {
-      const sum = new SimdSum(1_000_000, 2);
-      sum.close();
-      expect(() => sum.addScaled([new Float32Array(1_000_000)], 1, true)).toThrow('closed');
-    });
   });
 });

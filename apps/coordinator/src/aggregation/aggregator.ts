@@ -18,8 +18,6 @@ export interface Aggregator {
   add(update: NamedTensor[], weight: number): void;
   result(): NamedTensor[];
   reset(): void;
-  /** Releases threads the aggregator started; it can no longer be used. */
-  close?(): void;
 }
 
 /** Returns the aggregator of `rule` for models of `layout`. */

@@ -1,5 +1,5 @@
 import type { NamedTensor } from '@covnet/protocol';
-import { SIMD_SUM_MAX_VALUES, SimdSum } from './simd-sum';
+import { SIMD_SUM_MAX_VALUES, SimdSum } from './simd-kernel';
 
 /** Reference layout of the global model: name -> shape, in the global model's order. */
 export type ModelLayout = { name: string; shape: number[] }[];
@@ -40,8 +40,7 @@ export function firstNonFinite(update: NamedTensor[]): string | null {
  * and then dropped, so memory stays one accumulator however many sites report.
  * The sum is kept in float64 so that the result does not depend on arrival
  * order beyond the final rounding to float32. The sum of all tensors lives in
- * one WebAssembly memory and is folded with SIMD kernels on up to two threads
- * (see simd-sum.ts).
+ * one WebAssembly memory and is folded with SIMD kernels (see simd-kernel.ts).
  * `reset` starts a new sum in the same memory. So a scheduler that keeps one
  * accumulator pays the page faults of that memory only in its first round.
  */
@@ -58,7 +57,7 @@ export class FedAvgAccumulator {
       this.offsets.push(length);
       length += entry.shape.reduce((a, b) => a * b, 1);
     }
-    // A model above 178 M parameters does not fit the kernel's 2 GiB of wasm
+    // A model above 268 M parameters does not fit the kernel's 2 GiB of wasm
     // memory. It takes the scalar loop, which gives the same bits more slowly.
     this.sum = length <= SIMD_SUM_MAX_VALUES ? new SimdSum(length) : new Float64Array(length);
   }
@@ -81,13 +80,12 @@ export class FedAvgAccumulator {
     const mismatch = layoutMismatch(this.layout, update);
     if (mismatch) throw new Error(mismatch);
     const byName = new Map(update.map((t) => [t.name, t.data]));
-    const parts = this.layout.map((entry) => byName.get(entry.name)!);
     // The first update overwrites what an earlier round left in the sum.
     const overwrite = this.count === 0;
-    if (this.sum instanceof SimdSum) {
-      this.sum.addScaled(parts, weight, overwrite);
-    } else {
-      for (let k = 0; k < parts.length; k++) addScaled(this.sum, this.offsets[k], parts[k], weight, overwrite);
+    for (let k = 0; k < this.layout.length; k++) {
+      const data = byName.get(this.layout[k].name)!;
+      if (this.sum instanceof SimdSum) this.sum.addScaled(this.offsets[k], data, weight, overwrite);
+      else addScaled(this.sum, this.offsets[k], data, weight, overwrite);
     }
     this.totalWeight += weight;
     this.count += 1;
@@ -96,24 +94,18 @@ export class FedAvgAccumulator {
   /** Returns the weighted mean as float32 tensors in layout order. @throws Error when nothing was added. */
   result(): NamedTensor[] {
     if (this.count === 0) throw new Error('FedAvg has no update to average');
-    const outs = this.layout.map((entry) => new Float32Array(entry.shape.reduce((a, b) => a * b, 1)));
-    if (this.sum instanceof SimdSum) {
-      this.sum.divideInto(outs, this.totalWeight);
-    } else {
-      for (let k = 0; k < outs.length; k++) divideInto(this.sum, this.offsets[k], outs[k], this.totalWeight);
-    }
-    return this.layout.map((entry, k) => ({ name: entry.name, shape: [...entry.shape], data: outs[k] }));
+    return this.layout.map((entry, k) => {
+      const out = new Float32Array(entry.shape.reduce((a, b) => a * b, 1));
+      if (this.sum instanceof SimdSum) this.sum.divideInto(this.offsets[k], out, this.totalWeight);
+      else divideInto(this.sum, this.offsets[k], out, this.totalWeight);
+      return { name: entry.name, shape: [...entry.shape], data: out };
+    });
   }
 
   /** Empties the sum for the next round, keeping its memory. */
   reset(): void {
     this.totalWeight = 0;
     this.count = 0;
-  }
-
-  /** Ends the worker thread of the sum, if any; the accumulator can no longer be used. */
-  close(): void {
-    if (this.sum instanceof SimdSum) this.sum.close();
   }
 }
 

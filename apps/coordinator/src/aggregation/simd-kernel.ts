@@ -202,19 +202,10 @@ function divideBody(): number[] {
   ];
 }
 
-/** Largest memory a shared kernel module accepts: 32,768 pages of 64 KiB, 2 GiB. */
-export const SHARED_MAX_PAGES = 32_768;
-
-/**
- * Returns the bytes of the module: it imports `env.memory` and exports
- * `fold`, `store` and `divide`. With `shared`, it imports a shared memory of
- * at most SHARED_MAX_PAGES, which several threads can instantiate together.
- */
-export function kernelModuleBytes(shared = false): Uint8Array {
+/** Returns the bytes of the module: it imports `env.memory` and exports `fold`, `store` and `divide`. */
+export function kernelModuleBytes(): Uint8Array {
   const kernelType = [0x60, ...vector([[I32], [I32], [I32], [F64]]), 0];
-  // Memory limits: flag 0 is "minimum only", flag 3 is "shared, minimum and maximum".
-  const limits = shared ? [0x03, 0x01, ...uleb(SHARED_MAX_PAGES)] : [0x00, 0x01];
-  const memoryImport = [...name('env'), ...name('memory'), 0x02, ...limits];
+  const memoryImport = [...name('env'), ...name('memory'), 0x02, 0x00, 0x01];
   const bodies = [foldBody(true), foldBody(false), divideBody()].map((body) => [...uleb(body.length), ...body]);
   return Uint8Array.from([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
@@ -224,4 +215,71 @@ export function kernelModuleBytes(shared = false): Uint8Array {
     ...section(7, vector([[...name('fold'), 0x00, 0], [...name('store'), 0x00, 1], [...name('divide'), 0x00, 2]])),
     ...section(10, vector(bodies)),
   ]);
+}
+
+interface KernelExports {
+  fold(sum: number, src: number, n: number, w: number): void;
+  store(sum: number, src: number, n: number, w: number): void;
+  divide(sum: number, dst: number, n: number, d: number): void;
+}
+
+// Float32 values copied per kernel call. 64 KiB stays in the L2 cache, so the
+// copy into wasm memory is read again from cache, not from main memory.
+const SCRATCH_VALUES = 16_384;
+const PAGE_BYTES = 65_536;
+/** Largest sum the kernel takes, in float64 values: 2 GiB of wasm memory minus the scratch area. */
+export const SIMD_SUM_MAX_VALUES = Math.floor((2 ** 31 - SCRATCH_VALUES * 4) / 8);
+
+// The WebAssembly API that Node provides; the project's TypeScript libraries
+// (ES2022 and @types/node) declare only its types, not the global object.
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+  Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer };
+}
+const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+let compiled: object | null = null;
+
+/**
+ * A float64 sum of `length` values in WebAssembly memory, updated with the
+ * SIMD kernels. Float32 input is copied through a small scratch area, because
+ * wasm code reads only its own memory.
+ */
+export class SimdSum {
+  private readonly kernel: KernelExports;
+  private readonly scratch: Float32Array;
+  private readonly scratchAddress: number;
+
+  /** @throws RangeError when `length` is above SIMD_SUM_MAX_VALUES. */
+  constructor(readonly length: number) {
+    if (length > SIMD_SUM_MAX_VALUES) throw new RangeError(`a SIMD sum holds at most ${SIMD_SUM_MAX_VALUES} values, not ${length}`);
+    compiled ??= new wasm.Module(kernelModuleBytes());
+    this.scratchAddress = Math.ceil((length * 8) / 16) * 16;
+    const memory = new wasm.Memory({ initial: Math.ceil((this.scratchAddress + SCRATCH_VALUES * 4) / PAGE_BYTES) });
+    this.kernel = new wasm.Instance(compiled, { env: { memory } }).exports as unknown as KernelExports;
+    this.scratch = new Float32Array(memory.buffer, this.scratchAddress, SCRATCH_VALUES);
+  }
+
+  /**
+   * Adds `weight * data` to the values from `offset` on, or with `overwrite`
+   * replaces them by it.
+   */
+  addScaled(offset: number, data: Float32Array, weight: number, overwrite: boolean): void {
+    const kernel = overwrite ? this.kernel.store : this.kernel.fold;
+    for (let start = 0; start < data.length; start += SCRATCH_VALUES) {
+      const part = data.subarray(start, Math.min(start + SCRATCH_VALUES, data.length));
+      this.scratch.set(part);
+      kernel((offset + start) * 8, this.scratchAddress, part.length, weight);
+    }
+  }
+
+  /** Writes the values from `offset` on, divided by `divisor`, into `out` as float32. */
+  divideInto(offset: number, out: Float32Array, divisor: number): void {
+    for (let start = 0; start < out.length; start += SCRATCH_VALUES) {
+      const count = Math.min(SCRATCH_VALUES, out.length - start);
+      this.kernel.divide((offset + start) * 8, this.scratchAddress, count, divisor);
+      out.set(count === SCRATCH_VALUES ? this.scratch : this.scratch.subarray(0, count), start);
+    }
+  }
 }

@@ -175,7 +175,6 @@ export class RoundScheduler implements OnApplicationShutdown {
     this.active?.evaluation?.cancelTimer();
     this.active?.evaluation?.closed.reject(stop);
     this.uploads.clear();
-    this.aggregator?.close?.();
   }
 
   // ---- the round loop ----
