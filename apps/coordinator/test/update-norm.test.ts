@@ -40,7 +40,7 @@ describe('update norm check in a round', () => {
   });
 
   describe('when a site sends an update far from the global model', () => {
-    it('rejects it with update_norm_outlier and aggregates the median of the rest', async () => {
+    it('rejects the outlier and takes the median', async () => {
       fixture = await startFixture({ consortiumYaml: CONSORTIUM });
       const [a, b, c] = (['site-a', 'site-b', 'site-c'] as const).map((site) => FakeAgent.forToken(fixture!.baseUrl, TOKENS[site]));
       agents.push(a, b, c);
