@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'payload_too_large',
   'weights_mismatch',
   'weights_not_finite',
+  'update_norm_outlier',
   'stale_round',
   'wrong_model_version',
   'not_participant',

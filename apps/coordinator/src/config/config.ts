@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { MAX_CHUNK_BYTES } from '@covnet/protocol';
 import type { Strategy } from '../experiments/experiment-settings';
+import type { AggregationRule } from '../aggregation/aggregator';
 
 /** Injection token of the validated `CoordinatorConfig`. */
 export const COORDINATOR_CONFIG = Symbol('COORDINATOR_CONFIG');
@@ -42,6 +43,12 @@ export interface CoordinatorConfig {
   /** Evaluate every k rounds (the last round always); 1 with flags. */
   evaluateEvery: number;
   strategy: Strategy;
+  /** Rule that combines a round's updates into the next model; fedavg with flags. */
+  aggregation: AggregationRule;
+  /** Largest L2 distance of an update from the global model; null for no bound. */
+  maxUpdateNorm: number | null;
+  /** Largest L2 distance as a multiple of the previous round's median distance; null for no bound. */
+  maxUpdateNormRatio: number | null;
   /** Backbone and input size the initial model must have; null to accept any. */
   backbone: string | null;
   inputSize: number | null;
@@ -222,6 +229,9 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     fractionPerRound: 1,
     evaluateEvery: 1,
     strategy: values.proximalMu > 0 ? { name: 'fedprox', mu: values.proximalMu } : { name: 'fedavg' },
+    aggregation: { name: 'fedavg' },
+    maxUpdateNorm: null,
+    maxUpdateNormRatio: null,
     backbone: null,
     inputSize: null,
     initialModelFile: resolve(values.initialModelFile),

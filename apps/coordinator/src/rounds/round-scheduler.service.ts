@@ -4,8 +4,10 @@ import {
   COORDINATOR_EVENTS,
   ProtocolError,
   decodeWeights,
+  type ErrorCode,
   type EvaluateTask,
   type MetricsReport,
+  type NamedTensor,
   type TrainTask,
   type UpdateBegin,
   type UpdateChunk,
@@ -13,7 +15,9 @@ import {
 } from '@covnet/protocol';
 import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
 import { ROOT_LOGGER } from '../logging/logger';
-import { FedAvgAccumulator, firstNonFinite, layoutMismatch } from '../aggregation/fedavg';
+import { firstNonFinite, layoutMismatch } from '../aggregation/fedavg';
+import { createAggregator, type Aggregator } from '../aggregation/aggregator';
+import { UpdateNormCheck, updateDistance } from '../aggregation/update-norm';
 import { FedAdam } from '../aggregation/fedadam';
 import { sampleParticipants } from './participants';
 import { ModelStore } from '../models/model-store.service';
@@ -50,7 +54,13 @@ interface TrainingPhase {
   committing: Set<string>;
   // Batch-normalisation moving statistics are ordinary tensors of the payload,
   // so they are averaged here like every weight.
-  accumulator: FedAvgAccumulator;
+  accumulator: Aggregator;
+  /** The global model's tensors by name while an update norm bound is set; null otherwise. */
+  globalTensors: Map<string, Float32Array> | null;
+  /** L2 distances from the global model of the accepted updates, while an update norm bound is set. */
+  distances: number[];
+  /** Code of the last rejected update of each participant that has no accepted one. */
+  rejected: Map<string, ErrorCode>;
   deadlinePassed: boolean;
   closed: Deferred<void>;
   cancelTimer: () => void;
@@ -87,6 +97,9 @@ export class RoundScheduler implements OnApplicationShutdown {
   // Server optimizer state of FedAdam. NOTE: it lives in memory only, so a
   // restarted coordinator continues with zero moments.
   private fedAdam: FedAdam | null = null;
+  // One aggregator serves every round, so its memory is allocated once.
+  private aggregator: Aggregator | null = null;
+  private readonly normCheck: UpdateNormCheck;
   /**
    * Whether this scheduler sends federation:done once its experiment is
    * finished. A coordinator that runs several experiments sets it so that
@@ -108,6 +121,7 @@ export class RoundScheduler implements OnApplicationShutdown {
     @Inject(ExperimentService) private readonly experiment: ExperimentService,
   ) {
     this.log = rootLogger.child({ context: 'rounds', experiment: config.experiment });
+    this.normCheck = new UpdateNormCheck({ maxUpdateNorm: config.maxUpdateNorm, maxUpdateNormRatio: config.maxUpdateNormRatio });
     sessions.on('ready', this.onReady);
     events.on('siteRevoked', this.onRevoked);
   }
@@ -183,9 +197,16 @@ export class RoundScheduler implements OnApplicationShutdown {
     await this.records.transition(entity, 'aggregating');
     const saved = await this.models.saveNext(number, this.aggregate(training.accumulator));
     entity.modelVersionOut = saved.version;
+    this.normCheck.roundAggregated(training.distances);
     log.info(
-      { modelVersion: saved.version, sha256: saved.sha256, updates: training.accumulator.updates, examples: training.accumulator.weight },
-      `round ${number} aggregated ${training.accumulator.updates} updates into model version ${saved.version}`,
+      {
+        modelVersion: saved.version,
+        sha256: saved.sha256,
+        updates: training.accumulator.updates,
+        examples: training.accumulator.weight,
+        aggregation: this.config.aggregation.name,
+      },
+      `round ${number} aggregated ${training.accumulator.updates} updates into model version ${saved.version} by ${this.config.aggregation.name}`,
     );
 
     // Rounds between evaluations skip straight to done; the last round is always evaluated.
@@ -202,8 +223,12 @@ export class RoundScheduler implements OnApplicationShutdown {
     log.info(`round ${number} done`);
   }
 
-  /** Returns the round's new global model from the FedAvg mean under the experiment's strategy. */
-  private aggregate(accumulator: FedAvgAccumulator) {
+  /**
+   * Returns the round's new global model from the aggregate under the
+   * experiment's strategy. With median or trimmed-mean aggregation, FedAdam
+   * steps towards that estimate instead of the FedAvg mean.
+   */
+  private aggregate(accumulator: Aggregator) {
     const mean = accumulator.result();
     const strategy = this.config.strategy;
     switch (strategy.name) {
@@ -254,6 +279,8 @@ export class RoundScheduler implements OnApplicationShutdown {
     };
     entity.participants = participants;
     await this.records.transition(entity, 'training');
+    this.aggregator ??= createAggregator(this.models.layout, this.config.aggregation);
+    this.aggregator.reset();
 
     const training: TrainingPhase = {
       task,
@@ -261,7 +288,10 @@ export class RoundScheduler implements OnApplicationShutdown {
       accepted: new Set(),
       revoked: new Set(),
       committing: new Set(),
-      accumulator: new FedAvgAccumulator(this.models.layout),
+      accumulator: this.aggregator,
+      globalTensors: this.normCheck.enabled ? new Map(this.models.currentTensors().map((t) => [t.name, t.data])) : null,
+      distances: [],
+      rejected: new Map(),
       deadlinePassed: false,
       closed: new Deferred<void>(),
       cancelTimer: () => {},
@@ -324,10 +354,12 @@ export class RoundScheduler implements OnApplicationShutdown {
   private missingParticipants(training: TrainingPhase): LeftOutSite[] {
     return [...training.participants]
       .filter((site) => !training.accepted.has(site))
-      .map((site) => ({
-        site,
-        reason: training.revoked.has(site) ? 'revoked' : this.sessions.isOnline(site) ? 'missed_deadline' : 'disconnected',
-      }));
+      .map((site): LeftOutSite => {
+        const code = training.rejected.get(site);
+        if (training.revoked.has(site)) return { site, reason: 'revoked' };
+        if (code !== undefined) return { site, reason: 'rejected', code };
+        return { site, reason: this.sessions.isOnline(site) ? 'missed_deadline' : 'disconnected' };
+      });
   }
 
   private async startEvaluation(active: ActiveRound): Promise<EvaluationPhase> {
@@ -494,26 +526,23 @@ export class RoundScheduler implements OnApplicationShutdown {
   }
 
   /**
-   * Verifies a finished upload and folds it into the round's FedAvg sum.
+   * Verifies a finished upload and adds it to the round's aggregator.
    * @throws ProtocolError with the reason the update is rejected; the round goes on without it.
    */
   async commitUpdate(site: string, commit: UpdateCommit): Promise<{ accepted: true }> {
     const upload = this.uploads.take(site, commit.uploadId);
     const { round, modelVersion, numExamples, trainLoss } = upload.begin;
-    this.admit(site, round, modelVersion);
+    const admitted = this.admit(site, round, modelVersion);
 
-    const payload = upload.assembler.finish();
-    const { tensors } = decodeWeights(payload);
-    const mismatch = layoutMismatch(this.models.layout, tensors);
-    if (mismatch) {
-      throw new ProtocolError('weights_mismatch', `update from site ${site}: ${mismatch}: dropped, round ${round} continues`);
-    }
-    const nonFinite = firstNonFinite(tensors);
-    if (nonFinite) {
-      throw new ProtocolError(
-        'weights_not_finite',
-        `update from site ${site}: tensor ${nonFinite} contains NaN or an infinite value: dropped, round ${round} continues`,
-      );
+    let tensors;
+    let distance: number | null = null;
+    try {
+      tensors = decodeWeights(upload.assembler.finish()).tensors;
+      distance = this.checkUpdate(site, round, admitted, tensors);
+    } catch (error) {
+      // The round lists the code when the site ends up left out.
+      if (error instanceof ProtocolError) admitted.rejected.set(site, error.code);
+      throw error;
     }
 
     const training = this.admit(site, round, modelVersion);
@@ -534,12 +563,40 @@ export class RoundScheduler implements OnApplicationShutdown {
 
     training.accumulator.add(tensors, numExamples);
     training.accepted.add(site);
+    training.rejected.delete(site);
+    if (distance !== null) training.distances.push(distance);
     this.log.info(
       { site, round, numExamples, trainLoss, accepted: training.accepted.size, participants: training.participants.size },
       `update from site ${site} accepted for round ${round}`,
     );
     this.maybeCloseTraining(this.active!, training);
     return { accepted: true };
+  }
+
+  /**
+   * Checks a decoded update's layout, values and distance from the global
+   * model, and returns that distance when a norm bound is set.
+   * @throws ProtocolError `weights_mismatch`, `weights_not_finite` or `update_norm_outlier`.
+   */
+  private checkUpdate(site: string, round: number, training: TrainingPhase, tensors: NamedTensor[]): number | null {
+    const mismatch = layoutMismatch(this.models.layout, tensors);
+    if (mismatch) {
+      throw new ProtocolError('weights_mismatch', `update from site ${site}: ${mismatch}: dropped, round ${round} continues`);
+    }
+    const nonFinite = firstNonFinite(tensors);
+    if (nonFinite) {
+      throw new ProtocolError(
+        'weights_not_finite',
+        `update from site ${site}: tensor ${nonFinite} contains NaN or an infinite value: dropped, round ${round} continues`,
+      );
+    }
+    if (!training.globalTensors) return null;
+    const distance = updateDistance(training.globalTensors, tensors);
+    const violation = this.normCheck.violation(distance);
+    if (violation) {
+      throw new ProtocolError('update_norm_outlier', `update from site ${site}: ${violation}: dropped, round ${round} continues`);
+    }
+    return distance;
   }
 
   /**

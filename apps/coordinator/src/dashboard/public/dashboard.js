@@ -220,6 +220,11 @@ function renderSites(sites) {
   );
 }
 
+// A rejected update shows the code sent to its site, e.g. "hospital-c (rejected: update_norm_outlier)".
+function leftOutText(l) {
+  return l.reason === 'rejected' ? `${l.site} (rejected: ${l.code})` : `${l.site} (${l.reason.replace('_', ' ')})`;
+}
+
 function renderRounds(rounds) {
   fill(
     'rounds',
@@ -232,7 +237,7 @@ function renderRounds(rounds) {
         element('td', {}, r.modelVersionOut === null ? `v${r.modelVersionIn} →` : `v${r.modelVersionIn} → v${r.modelVersionOut}`),
         element('td', {}, r.participants.join(', ') || '—'),
         element('td', {}, duration(r.durationS)),
-        element('td', {}, r.leftOut.map((l) => `${l.site} (${l.reason.replace('_', ' ')})`).join(', ') || '—'),
+        element('td', {}, r.leftOut.map(leftOutText).join(', ') || '—'),
       ),
     ),
   );
