@@ -13,7 +13,7 @@ const SERIES = join(
 const RUNS = 5;
 
 // With a pool, the files are decoded on one worker thread per core. The pool starts before
-// the warm-up, so its start-up is not timed. The site agent does not use a pool yet.
+// the warm-up, so its start-up is not timed.
 async function slicesPerSecond(files: string[], pool?: DecodePool): Promise<number> {
   await loadSeriesVolume(files, {}, { pool });
   const times: number[] = [];
@@ -35,6 +35,19 @@ function measureInChildProcess(dir: string, threads: number): number {
   return Number(run.stdout.trim());
 }
 
+// The anchor script that peers' figures come from, run with the system Python; undefined, with
+// a message, when it or pydicom is missing.
+function measurePydicom(dir: string): number | undefined {
+  const script = join(DATA, '..', 'anchors', 'pydicom_ingest.py');
+  const run = spawnSync('/usr/bin/python3', [script, dir], { encoding: 'utf8', timeout: 300_000 });
+  const value = Number(run.stdout?.trim());
+  if (run.status !== 0 || !Number.isFinite(value)) {
+    process.stderr.write(`ingest.uncompressed.pydicom_anchor skipped: ${run.error?.message ?? run.stderr.trim().split('\n').pop()}\n`);
+    return undefined;
+  }
+  return value;
+}
+
 /**
  * Measures slices per second from 512x512 DICOM files to one HU volume (read, parse, decode,
  * rescale, order), median of 5 runs after a warm-up, in a child process of its own. The JPEG
@@ -44,12 +57,19 @@ export async function benchIngest(): Promise<{ name: string; value: number; unit
   if (!existsSync(SERIES)) throw new Error(`series ${SERIES} not found; set COVNET_SHARED_DATA`);
   const files = readdirSync(SERIES).map((name) => join(SERIES, name));
   const threads = availableParallelism();
-  // The plain figures decode in one thread, as the site agent does today; the `.pooled` ones
-  // use a DecodePool of one worker per core.
+  // The plain figures decode on the calling thread. The `.pooled` ones use a DecodePool of
+  // one worker per core, as the site agent's `run` does by default.
+  const anchor = measurePydicom(SERIES);
+  const oneThread = measureInChildProcess(SERIES, 1);
+  const pooled = measureInChildProcess(SERIES, threads);
+  const versus = (value: number) => (anchor === undefined ? '' : `, ${(value / anchor).toFixed(2)} times pydicom in this run`);
   const figures = [
-    { name: 'ingest.uncompressed.slices_per_s', value: measureInChildProcess(SERIES, 1), unit: 'slices/s', note: '64 slices, implicit VR LE, one thread' },
-    { name: 'ingest.uncompressed.pooled.slices_per_s', value: measureInChildProcess(SERIES, threads), unit: 'slices/s', note: `64 slices, implicit VR LE, ${threads} decode threads` },
+    { name: 'ingest.uncompressed.slices_per_s', value: oneThread, unit: 'slices/s', note: `64 slices, implicit VR LE, one thread${versus(oneThread)}` },
+    { name: 'ingest.uncompressed.pooled.slices_per_s', value: pooled, unit: 'slices/s', note: `64 slices, implicit VR LE, ${threads} decode threads${versus(pooled)}` },
   ];
+  if (anchor !== undefined) {
+    figures.push({ name: 'ingest.uncompressed.pydicom_anchor.slices_per_s', value: anchor, unit: 'slices/s', note: 'pydicom and numpy on the same files, run just before' });
+  }
 
   const work = mkdtempSync(join(tmpdir(), 'covnet-bench-'));
   try {

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { benchCovnet } from './covnet.bench';
 import { benchFedAvg } from './fedavg.bench';
 import { benchIngest } from './ingest.bench';
+import { benchRound } from './round.bench';
 
 /** One measured figure; `name` is stable and listed in bench/README.md. */
 export interface BenchFigure {
@@ -16,6 +17,7 @@ export interface BenchFigure {
 
 const SUITES: Record<string, () => Promise<Omit<BenchFigure, 'cores'>[]>> = {
   fedavg: benchFedAvg,
+  round: benchRound,
   ingest: benchIngest,
   covnet: benchCovnet,
 };

@@ -29,6 +29,8 @@ VOLUME ["/var/lib/covnet"]
 ENV NODE_ENV=production LOG_LEVEL=info
 EXPOSE 8080
 
+# NOTE: this check speaks plain HTTP; a coordinator started with TLS needs
+# another one (docker/compose.yaml shows one next to the COVNET_TLS_* variables).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/api/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 

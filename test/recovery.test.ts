@@ -189,9 +189,10 @@ describe('recovery from killed processes', () => {
           const sites = (await response.json()) as { name: string; online: boolean }[];
           return sites.find((s) => s.name === 'site-03')?.online;
         });
-      // Site 3 is a process that trains for 2.5 s, within the deadline, so it
-      // is still training when the others are done and it is killed.
-      const siteThree = new AgentProcess(federation, federation.sites[2], { trainExams: 3, trainMs: 2_500, seed: 5 });
+      // Site 3 is a process that trains for 6 s, so it is still training
+      // when the others are done and it is killed. Should a round start
+      // with site 3 and only one other site, it waits for site 3's update.
+      const siteThree = new AgentProcess(federation, federation.sites[2], { trainExams: 3, trainMs: 6_000, seed: 5 });
       cleanups.push(() => siteThree.kill());
       siteThree.start();
       await siteThreeOnline();

@@ -10,6 +10,7 @@ import { Clock } from './clock';
 import { CoordinatorEvents } from './events/coordinator-events';
 import { AdminToken } from './auth/admin-token.service';
 import { AdminGuard } from './auth/admin.guard';
+import { FailedAuthLimiter } from './auth/failed-auth-limiter';
 import { SiteRegistry } from './sites/site-registry.service';
 import { SiteSessions } from './sites/site-sessions';
 import { CheckpointFiles } from './models/checkpoint-files';
@@ -37,6 +38,7 @@ export class CoordinatorModule {
         Clock,
         CoordinatorEvents,
         AdminToken,
+        FailedAuthLimiter,
         SiteRegistry,
         SiteSessions,
         CheckpointFiles,

@@ -1,8 +1,9 @@
 import 'reflect-metadata';
 import { mkdir } from 'node:fs/promises';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
-import { IoAdapter } from '@nestjs/platform-socket.io';
+import type { NestApplicationOptions } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from './config/config';
@@ -15,10 +16,18 @@ import { ExperimentRuntimes } from './experiments/experiment-runtimes';
 import { serveDashboard } from './dashboard/serve-dashboard';
 import { serveApiDocs } from './api/api-docs';
 import { experimentConfigs } from './experiments/consortium-config';
+import { httpsOptionsOf, isLoopbackHost } from './config/tls';
+import { LimitedIoAdapter } from './gateway/socket-io-adapter';
+import { logTlsClientErrors } from './auth/tls-client-errors';
+
+/** Largest JSON request body of the REST API; the largest legitimate one, an experiment's settings, is under 2 KiB. */
+export const MAX_JSON_BODY_BYTES = 64 * 1024;
 
 export interface RunningCoordinator {
   /** The TCP port actually bound; differs from the config when it asked for 0. */
   port: number;
+  /** `https` when the config names a TLS certificate, else `http`; socket.io runs over the same server. */
+  scheme: 'http' | 'https';
   /** Stops the scheduler, closes sockets, the HTTP server and the database. */
   close(): Promise<void>;
   /**
@@ -43,13 +52,19 @@ export async function startCoordinator(flags: CoordinatorConfig, logger: Logger 
   const configs = await experimentConfigs(flags);
   const config = configs[0];
   await mkdir(config.dataDir, { recursive: true });
+  const httpsOptions = await httpsOptionsOf(config);
   const app = await NestFactory.create<NestExpressApplication>(CoordinatorModule.forRoot(config, logger), {
     logger: new NestPinoLogger(logger),
     abortOnError: false,
+    bodyParser: false,
+    // Nest hands these to https.createServer unchanged; its own type omits a few of Node's option types.
+    ...(httpsOptions === null ? {} : { httpsOptions: httpsOptions as NestApplicationOptions['httpsOptions'] }),
   });
   try {
     app.setGlobalPrefix('api');
-    app.useWebSocketAdapter(new IoAdapter(app));
+    // A larger body gets 413 before it is parsed.
+    app.useBodyParser('json', { limit: MAX_JSON_BODY_BYTES });
+    app.useWebSocketAdapter(new LimitedIoAdapter(app));
     await app.get(AdminToken).init();
     await app.get(SiteRegistry).loadSitesFile();
     await app.get(ExperimentRuntimes).init(configs);
@@ -63,7 +78,15 @@ export async function startCoordinator(flags: CoordinatorConfig, logger: Logger 
 
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const runtimes = app.get(ExperimentRuntimes);
-  logger.info({ host: config.host, port, experiments: runtimes.names() }, 'coordinator listening');
+  const scheme = httpsOptions === null ? 'http' : 'https';
+  if (httpsOptions !== null) logTlsClientErrors(app.getHttpServer() as HttpsServer, logger);
+  logger.info({ host: config.host, port, scheme, experiments: runtimes.names() }, 'coordinator listening');
+  if (scheme === 'http' && !isLoopbackHost(config.host)) {
+    logger.warn(
+      { host: config.host, port },
+      `listening on ${config.host} without TLS: site tokens, the admin token and model weights cross the network in clear text; set --tls-cert and --tls-key`,
+    );
+  }
 
   // Each round loop logs its own failure.
   const summaries = Promise.all(runtimes.runAll());
@@ -74,6 +97,7 @@ export async function startCoordinator(flags: CoordinatorConfig, logger: Logger 
   let closing: Promise<void> | null = null;
   return {
     port,
+    scheme,
     done,
     summaries,
     close: () => {

@@ -3,9 +3,16 @@ import { ConfigError, loadConfig } from './config/config';
 import { createRootLogger } from './logging/logger';
 import { startCoordinator } from './coordinator';
 import { sitesCommand } from './cli/sites-command';
+import { pkiCommand } from './cli/pki-command';
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
+  if (argv[0] === 'pki') {
+    return pkiCommand(argv.slice(1), {
+      stdout: (text) => process.stdout.write(text),
+      stderr: (text) => process.stderr.write(text),
+    });
+  }
   if (argv[0] === 'sites') {
     return sitesCommand(argv.slice(1), process.env, {
       stdout: (text) => process.stdout.write(text),
@@ -34,7 +41,7 @@ async function main(): Promise<number> {
     throw error;
   }
   // Scripts wait for exactly this line on stdout; logs go to stderr.
-  process.stdout.write(`coordinator listening on http://${config.host}:${coordinator.port}\n`);
+  process.stdout.write(`coordinator listening on ${coordinator.scheme}://${config.host}:${coordinator.port}\n`);
 
   let shuttingDown = false;
   const shutdown = (signal: string) => {

@@ -117,3 +117,74 @@ describe('firstNonFinite', () => {
     expect(firstNonFinite(tensors([1, 2, 3, 4], [0, value]))).toBe(expected);
   });
 });
+
+describe('FedAvgAccumulator SIMD sum', () => {
+  /** Returns deterministic values in [-8, 8) with some negative zeros and subnormal values. */
+  function values(length: number, seed: number): Float32Array {
+    const data = new Float32Array(length);
+    let x = seed;
+    for (let i = 0; i < length; i++) {
+      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+      data[i] = (x / 2 ** 32 - 0.5) * 16;
+      if (i % 89 === 0) data[i] = 1e-40;
+      if (i % 97 === 0) data[i] = -0;
+    }
+    return data;
+  }
+
+  // Lengths cover the 4-wide vector loop, its 1 to 3 value tail, and tensors
+  // longer than the kernel's 16,384-value scratch area.
+  const layout: ModelLayout = [
+    { name: 'a', shape: [7] },
+    { name: 'b', shape: [3] },
+    { name: 'c', shape: [40_001] },
+    { name: 'd', shape: [16_384] },
+  ];
+  const weights = [37, 0.1, 2 ** 20];
+
+  function updates(seedBase: number): NamedTensor[][] {
+    return weights.map((_, u) => layout.map((entry, k) => ({ name: entry.name, shape: entry.shape, data: values(entry.shape[0], seedBase + 10 * u + k) })));
+  }
+
+  /** Computes the float64 formula written out: sum of w * x over the updates, divided by the total weight, rounded to float32. */
+  function reference(input: NamedTensor[][]): Float32Array[] {
+    const total = weights.reduce((a, b) => a + b, 0);
+    return layout.map((entry, k) => {
+      const out = new Float32Array(entry.shape[0]);
+      for (let i = 0; i < out.length; i++) {
+        let sum = 0;
+        input.forEach((u, j) => (sum += weights[j] * u[k].data[i]));
+        out[i] = sum / total;
+      }
+      return out;
+    });
+  }
+
+  it('matches the scalar float64 formula bit for bit', () => {
+    const input = updates(1);
+    const accumulator = new FedAvgAccumulator(layout);
+    input.forEach((u, j) => accumulator.add(u, weights[j]));
+    const result = accumulator.result();
+    const expected = reference(input);
+    layout.forEach((entry, k) => {
+      const actual = result[k].data;
+      const mismatch = actual.findIndex((v, i) => !Object.is(v, expected[k][i]));
+      expect(mismatch, `tensor ${entry.name}`).toBe(-1);
+    });
+  });
+
+  it('starts a new sum after reset', () => {
+    const accumulator = new FedAvgAccumulator(layout);
+    updates(1).forEach((u, j) => accumulator.add(u, weights[j]));
+    accumulator.reset();
+    const second = updates(7);
+    second.forEach((u, j) => accumulator.add(u, weights[j]));
+    const expected = reference(second);
+    const result = accumulator.result();
+    layout.forEach((entry, k) => {
+      const mismatch = result[k].data.findIndex((v, i) => !Object.is(v, expected[k][i]));
+      expect(mismatch, `tensor ${entry.name}`).toBe(-1);
+    });
+    expect(accumulator.updates).toBe(3);
+  });
+});

@@ -90,7 +90,9 @@ export async function runFederation(plan: FederationPlan): Promise<{ rounds: Rou
           site.name,
           'apps/site-agent/src/main.ts',
           ['run', '--coordinator', url, '--archive', site.archive, '--audit-log', join(plan.workDir, 'sites', site.name, 'sent.jsonl'),
-            '--cache-dir', join(plan.workDir, 'sites', site.name, 'cache'), '--seed', String(plan.seed)],
+            '--cache-dir', join(plan.workDir, 'sites', site.name, 'cache'), '--seed', String(plan.seed),
+            // Six agents share the machine, so each decodes on its own main thread.
+            '--decode-threads', '1'],
           join(logs, `${site.name}.log`),
           { COVNET_SITE_TOKEN: tokens.get(site.name)! },
         ),

@@ -9,11 +9,15 @@ import { synthCommand } from './commands/synth';
 import { log } from './log';
 
 const USAGE = `usage: site-agent <command> [options]
-  scan DIR [--json] [--preview OUT_DIR] [--cache-dir DIR]
+  scan DIR [--json] [--preview OUT_DIR] [--cache-dir DIR] [--decode-threads N]
                                               list CT series and unusable files of an archive;
                                               --preview writes PNGs of the lung mask and crop
   run --coordinator URL --token T --archive DIR [--status-file FILE] [--audit-log FILE] [--cache-dir DIR]
-                                              join the federation (token also from COVNET_SITE_TOKEN)
+      [--site NAME] [--ca FILE] [--cert FILE --key FILE] [--decode-threads N]
+                                              join the federation (token also from COVNET_SITE_TOKEN);
+                                              --ca: consortium CA (PEM) that the coordinator's certificate
+                                              must chain to; --cert/--key: the site's client certificate
+                                              (scan, run) --decode-threads: DICOM decode threads, default one per core
   status --status-file FILE [--json] [--check]
                                               connection, current round and messages sent of a running agent
   infer EXAM_DIR --model CHECKPOINT [--out DIR] [--slices N] [--class NAME] [--json]

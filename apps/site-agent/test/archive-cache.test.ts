@@ -76,8 +76,10 @@ describe('preprocessed exam cache', () => {
     const exam = (await SiteArchive.open(archive, { cacheDir })).exams[0];
     const path = (await filesUnder(exam.dir))[0];
     await utimes(path, new Date(), new Date());
-    // The spoiled files are read now, so preparing fails on them.
-    await expect((await SiteArchive.open(archive, { cacheDir })).prepare(SPEC)).rejects.toThrow(`exam folder ${exam.dir} has no usable axial CT series`);
+    // The spoiled files are read now, so the exam is left out.
+    const prepared = await (await SiteArchive.open(archive, { cacheDir })).prepare(SPEC);
+    expect(prepared.skipped.map((skipped) => skipped.examId)).toEqual([exam.examId]);
+    expect(prepared.skipped[0].reason).toContain(`exam folder ${exam.dir} has no usable axial CT series`);
   });
 });
 

@@ -16,7 +16,7 @@ export { assembleSeries, type SeriesAssembly, type SeriesGeometry, type SeriesPr
 export { scanArchive, type RejectedSeries, type ScanOptions, type ScanReport, type SeriesSummary, type SkippedFile } from './series/scan-archive';
 export { ScanIndex, SCAN_INDEX_VERSION, type ScannedFile } from './series/scan-index';
 export { loadSeriesVolume, resampleAlongNormal, SeriesAssemblyError, type Volume } from './series/volume';
-export { DecodePool, type DecodedFile } from './series/decode-pool';
+export { DecodePool, type FramePlacement, type ParsedBatch, type ParsedFile } from './series/decode-pool';
 export { groupSlices, type SliceGroup } from './series/group';
 export { AXIAL_TOLERANCE_DEGREES, isSharpKernel, selectLungSeries, type SeriesChoice } from './series/select-series';
 

@@ -58,3 +58,14 @@ describe('readLabels', () => {
     });
   });
 });
+
+describe('readLabels without labels.csv', () => {
+  it('names the archive and the header to write', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'covnet-nolabels-'));
+    try {
+      await expect(readLabels(dir)).rejects.toThrow(`archive ${dir} has no labels.csv; write one with the header "exam,label,split"`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -35,6 +35,11 @@ export const handshakeAuthSchema = z
   .object({
     token: z.string().min(1, 'token is empty').max(512),
     protocolVersion: z.number().int().positive(),
+    /**
+     * Site the token belongs to, if the agent knows it. The coordinator rejects
+     * a token of another site, and counts failed attempts per claimed site.
+     */
+    site: siteName.optional(),
   })
   .strict();
 export type HandshakeAuth = z.infer<typeof handshakeAuthSchema>;

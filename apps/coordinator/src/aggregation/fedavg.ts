@@ -1,4 +1,5 @@
 import type { NamedTensor } from '@covnet/protocol';
+import { SIMD_SUM_MAX_VALUES, SimdSum } from './simd-kernel';
 
 /** Reference layout of the global model: name -> shape, in the global model's order. */
 export type ModelLayout = { name: string; shape: number[] }[];
@@ -38,15 +39,27 @@ export function firstNonFinite(update: NamedTensor[]): string | null {
  * FedAvg as a running weighted sum: each update is folded in as it arrives
  * and then dropped, so memory stays one accumulator however many sites report.
  * The sum is kept in float64 so that the result does not depend on arrival
- * order beyond the final rounding to float32.
+ * order beyond the final rounding to float32. The sum of all tensors lives in
+ * one WebAssembly memory and is folded with SIMD kernels (see simd-kernel.ts).
+ * `reset` starts a new sum in the same memory. So a scheduler that keeps one
+ * accumulator pays the page faults of that memory only in its first round.
  */
 export class FedAvgAccumulator {
-  private readonly sums: Float64Array[];
+  private readonly offsets: number[];
+  private readonly sum: SimdSum | Float64Array;
   private totalWeight = 0;
   private count = 0;
 
   constructor(private readonly layout: ModelLayout) {
-    this.sums = layout.map((t) => new Float64Array(t.shape.reduce((a, b) => a * b, 1)));
+    this.offsets = [];
+    let length = 0;
+    for (const entry of layout) {
+      this.offsets.push(length);
+      length += entry.shape.reduce((a, b) => a * b, 1);
+    }
+    // A model above 268 M parameters does not fit the kernel's 2 GiB of wasm
+    // memory. It takes the scalar loop, which gives the same bits more slowly.
+    this.sum = length <= SIMD_SUM_MAX_VALUES ? new SimdSum(length) : new Float64Array(length);
   }
 
   get updates(): number {
@@ -67,8 +80,12 @@ export class FedAvgAccumulator {
     const mismatch = layoutMismatch(this.layout, update);
     if (mismatch) throw new Error(mismatch);
     const byName = new Map(update.map((t) => [t.name, t.data]));
+    // The first update overwrites what an earlier round left in the sum.
+    const overwrite = this.count === 0;
     for (let k = 0; k < this.layout.length; k++) {
-      addScaled(this.sums[k], byName.get(this.layout[k].name)!, weight);
+      const data = byName.get(this.layout[k].name)!;
+      if (this.sum instanceof SimdSum) this.sum.addScaled(this.offsets[k], data, weight, overwrite);
+      else addScaled(this.sum, this.offsets[k], data, weight, overwrite);
     }
     this.totalWeight += weight;
     this.count += 1;
@@ -77,25 +94,31 @@ export class FedAvgAccumulator {
   /** Returns the weighted mean as float32 tensors in layout order. @throws Error when nothing was added. */
   result(): NamedTensor[] {
     if (this.count === 0) throw new Error('FedAvg has no update to average');
-    return this.layout.map((entry, k) => ({
-      name: entry.name,
-      shape: [...entry.shape],
-      data: divided(this.sums[k], this.totalWeight),
-    }));
+    return this.layout.map((entry, k) => {
+      const out = new Float32Array(entry.shape.reduce((a, b) => a * b, 1));
+      if (this.sum instanceof SimdSum) this.sum.divideInto(this.offsets[k], out, this.totalWeight);
+      else divideInto(this.sum, this.offsets[k], out, this.totalWeight);
+      return { name: entry.name, shape: [...entry.shape], data: out };
+    });
+  }
+
+  /** Empties the sum for the next round, keeping its memory. */
+  reset(): void {
+    this.totalWeight = 0;
+    this.count = 0;
   }
 }
 
 // Kept as small monomorphic functions so V8 compiles each inner loop once, tightly.
-function addScaled(sum: Float64Array, data: Float32Array, weight: number): void {
-  const n = sum.length;
-  for (let i = 0; i < n; i++) sum[i] += weight * data[i];
+function addScaled(sum: Float64Array, offset: number, data: Float32Array, weight: number, overwrite: boolean): void {
+  const n = data.length;
+  if (overwrite) for (let i = 0; i < n; i++) sum[offset + i] = 0 + weight * data[i];
+  else for (let i = 0; i < n; i++) sum[offset + i] += weight * data[i];
 }
 
-function divided(sum: Float64Array, divisor: number): Float32Array {
-  const out = new Float32Array(sum.length);
-  const n = sum.length;
-  for (let i = 0; i < n; i++) out[i] = sum[i] / divisor;
-  return out;
+function divideInto(sum: Float64Array, offset: number, out: Float32Array, divisor: number): void {
+  const n = out.length;
+  for (let i = 0; i < n; i++) out[i] = sum[offset + i] / divisor;
 }
 
 /** FedAvg of a list of updates with their weights; see `FedAvgAccumulator`. */

@@ -1,5 +1,6 @@
 import { NotFoundException } from '@nestjs/common';
 import { ApiQuery } from '@nestjs/swagger';
+import { parseNameParam } from './name-param';
 import { UnknownExperimentError, type ExperimentRuntime, type ExperimentRuntimes } from '../experiments/experiment-runtimes';
 
 /** Swagger description of the `?experiment=NAME` query parameter of the read routes. */
@@ -8,11 +9,14 @@ export const ApiExperimentQuery = () =>
 
 /**
  * Returns the experiment named by `?experiment=`, or the first one when the query omits it.
+ * @throws BadRequestException for a repeated or malformed name.
  * @throws NotFoundException for an experiment this coordinator does not run.
  */
-export function experimentOfQuery(runtimes: ExperimentRuntimes, name: string | undefined): ExperimentRuntime {
+export function experimentOfQuery(runtimes: ExperimentRuntimes, name: unknown): ExperimentRuntime {
+  // Express parses `?experiment=a&experiment=b` into an array, which is rejected with the malformed names.
+  const valid = name === undefined || name === '' ? undefined : parseNameParam('query parameter experiment', name);
   try {
-    return runtimes.get(name === '' ? undefined : name);
+    return runtimes.get(valid);
   } catch (error) {
     if (error instanceof UnknownExperimentError) throw new NotFoundException(error.message);
     throw error;

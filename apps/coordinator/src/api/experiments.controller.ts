@@ -4,6 +4,7 @@ import { ExperimentSettingsError, parseExperimentSettings } from '../experiments
 import { ExperimentActionError } from '../experiments/experiment.service';
 import { ExperimentRuntimes } from '../experiments/experiment-runtimes';
 import type { ExperimentAction } from '../experiments/experiment-state';
+import { parseNameParam, quoteInput } from './name-param';
 
 const ACTIONS: readonly ExperimentAction[] = ['start', 'pause', 'stop'];
 
@@ -53,9 +54,10 @@ export class ExperimentsController {
   @ApiParam({ name: 'name', type: String })
   @ApiParam({ name: 'action', enum: ['start', 'pause', 'stop'] })
   async act(@Param('name') name: string, @Param('action') action: string) {
-    if (!ACTIONS.includes(action as ExperimentAction)) throw new BadRequestException(`action must be one of ${ACTIONS.join(', ')}, got "${action}"`);
+    const experiment = parseNameParam('experiment name', name);
+    if (!ACTIONS.includes(action as ExperimentAction)) throw new BadRequestException(`action must be one of ${ACTIONS.join(', ')}, got ${quoteInput(action)}`);
     try {
-      return await this.experiments.act(name, action as ExperimentAction);
+      return await this.experiments.act(experiment, action as ExperimentAction);
     } catch (error) {
       if (error instanceof ExperimentActionError) {
         throw error.reason === 'not_found' ? new NotFoundException(error.message) : new ConflictException(error.message);

@@ -2,6 +2,7 @@ import { Controller, Get, Inject, NotFoundException, Param, Query, StreamableFil
 import { ApiBearerAuth, ApiOperation, ApiParam, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { ExperimentRuntimes } from '../experiments/experiment-runtimes';
 import { ApiExperimentQuery, experimentOfQuery } from './experiment-query';
+import { quoteInput } from './name-param';
 
 @ApiTags('models')
 @ApiBearerAuth()
@@ -45,7 +46,7 @@ export class ModelsController {
   @ApiProduces('application/octet-stream')
   @ApiExperimentQuery()
   async download(@Param('version') segment: string, @Query('experiment') experiment?: string): Promise<StreamableFile> {
-    if (!/^(0|[1-9][0-9]{0,8})$/.test(segment)) throw new BadRequestException(`version must be a non-negative integer, got "${segment}"`);
+    if (!/^(0|[1-9][0-9]{0,8})$/.test(segment)) throw new BadRequestException(`version must be a non-negative integer, got ${quoteInput(segment)}`);
     const version = Number(segment);
     const { models } = experimentOfQuery(this.runtimes, experiment);
     const row = (await models.list()).find((v) => v.version === version);

@@ -1,4 +1,5 @@
 import { BadRequestException } from '@nestjs/common';
+import { quoteInput } from './name-param';
 
 /**
  * Parses a round number from a URL segment.
@@ -6,7 +7,7 @@ import { BadRequestException } from '@nestjs/common';
  */
 export function parseRoundNumber(segment: string): number {
   if (!/^[1-9][0-9]{0,8}$/.test(segment)) {
-    throw new BadRequestException(`round must be a positive integer, got "${segment}"`);
+    throw new BadRequestException(`round must be a positive integer, got ${quoteInput(segment)}`);
   }
   return Number(segment);
 }

@@ -4,6 +4,7 @@ import { SiteRegistry } from '../sites/site-registry.service';
 import { SiteSessions } from '../sites/site-sessions';
 import { SiteAdminError } from '../sites/site-tokens';
 import type { SiteEntity } from '../persistence/entities';
+import { parseNameParam } from './name-param';
 
 @ApiTags('sites')
 @ApiBearerAuth()
@@ -41,7 +42,7 @@ export class SitesController {
   @ApiParam({ name: 'name', type: String })
   async revoke(@Param('name') name: string) {
     try {
-      return this.view(await this.registry.revoke(name));
+      return this.view(await this.registry.revoke(parseNameParam('site name', name)));
     } catch (error) {
       throw httpError(error);
     }

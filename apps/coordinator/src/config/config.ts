@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { MAX_CHUNK_BYTES } from '@covnet/protocol';
 import type { Strategy } from '../experiments/experiment-settings';
+import type { AggregationRule } from '../aggregation/aggregator';
 
 /** Injection token of the validated `CoordinatorConfig`. */
 export const COORDINATOR_CONFIG = Symbol('COORDINATOR_CONFIG');
@@ -42,6 +43,12 @@ export interface CoordinatorConfig {
   /** Evaluate every k rounds (the last round always); 1 with flags. */
   evaluateEvery: number;
   strategy: Strategy;
+  /** Rule that combines a round's updates into the next model; fedavg with flags. */
+  aggregation: AggregationRule;
+  /** Largest L2 distance of an update from the global model; null for no bound. */
+  maxUpdateNorm: number | null;
+  /** Largest L2 distance as a multiple of the previous round's median distance; null for no bound. */
+  maxUpdateNormRatio: number | null;
   /** Backbone and input size the initial model must have; null to accept any. */
   backbone: string | null;
   inputSize: number | null;
@@ -53,6 +60,14 @@ export interface CoordinatorConfig {
    * null makes the coordinator create one in `<data dir>/admin-token`.
    */
   adminToken: string | null;
+  /** PEM certificate chain of the coordinator; with `tlsKeyFile` it serves HTTPS and WSS, else plain HTTP. */
+  tlsCertFile: string | null;
+  /** PEM private key of `tlsCertFile`. */
+  tlsKeyFile: string | null;
+  /** PEM consortium CA that client certificates must chain to; null requests no client certificate. */
+  tlsCaFile: string | null;
+  /** Whether the TLS handshake rejects a client without a certificate issued by `tlsCaFile` (mutual TLS). */
+  tlsRequireClientCert: boolean;
 }
 
 type FlagKind = 'string' | 'int' | 'number' | 'boolean';
@@ -85,6 +100,14 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: 'consortium file (JSON or YAML) of experiment settings; --experiment picks one (default: the only one); replaces the round and training flags',
   },
   '--exit-when-done': { key: 'exitWhenDone', kind: 'boolean', help: 'exit with status 0 after the last round instead of serving the API' },
+  '--tls-cert': { key: 'tlsCertFile', kind: 'string', help: 'PEM certificate chain; with --tls-key the coordinator serves HTTPS and WSS (or COVNET_TLS_CERT)' },
+  '--tls-key': { key: 'tlsKeyFile', kind: 'string', help: 'PEM private key of --tls-cert (or COVNET_TLS_KEY)' },
+  '--tls-ca': { key: 'tlsCaFile', kind: 'string', help: 'PEM consortium CA; client certificates are requested and checked against it (or COVNET_TLS_CA)' },
+  '--tls-require-client-cert': {
+    key: 'tlsRequireClientCert',
+    kind: 'boolean',
+    help: 'reject every TLS client without a certificate issued by --tls-ca, REST and dashboard included (or COVNET_TLS_REQUIRE_CLIENT_CERT=true)',
+  },
 };
 
 const positiveInt = z.number().int().positive();
@@ -109,6 +132,10 @@ const configSchema = z.object({
   chunkBytes: positiveInt.max(MAX_CHUNK_BYTES).default(MAX_CHUNK_BYTES),
   exitWhenDone: z.boolean().default(false),
   experimentsFile: z.string().min(1).optional(),
+  tlsCertFile: z.string().min(1).optional(),
+  tlsKeyFile: z.string().min(1).optional(),
+  tlsCaFile: z.string().min(1).optional(),
+  tlsRequireClientCert: z.boolean().default(false),
 });
 
 /** Flags that a consortium file replaces. */
@@ -117,7 +144,23 @@ const ROUND_FLAGS = ['--rounds', '--min-sites', '--round-timeout-s', '--epochs',
 const KEY_TO_FLAG = new Map(Object.entries(FLAGS).map(([flag, spec]) => [spec.key as string, flag]));
 
 /** Environment variables the coordinator reads. */
-export const ENVIRONMENT_VARIABLES = ['DATABASE_URL', 'LOG_LEVEL', 'COVNET_ADMIN_TOKEN'] as const;
+export const ENVIRONMENT_VARIABLES = [
+  'DATABASE_URL',
+  'LOG_LEVEL',
+  'COVNET_ADMIN_TOKEN',
+  'COVNET_TLS_CERT',
+  'COVNET_TLS_KEY',
+  'COVNET_TLS_CA',
+  'COVNET_TLS_REQUIRE_CLIENT_CERT',
+] as const;
+
+/** Environment variable read for each TLS setting when its flag is absent. */
+const TLS_ENVIRONMENT: Partial<Record<keyof CoordinatorConfig, string>> = {
+  tlsCertFile: 'COVNET_TLS_CERT',
+  tlsKeyFile: 'COVNET_TLS_KEY',
+  tlsCaFile: 'COVNET_TLS_CA',
+  tlsRequireClientCert: 'COVNET_TLS_REQUIRE_CLIENT_CERT',
+};
 
 /** Thrown for an invalid command line or environment; the message names the flag or variable. */
 export class ConfigError extends Error {
@@ -126,8 +169,8 @@ export class ConfigError extends Error {
 
 /**
  * Reads the coordinator's configuration from command-line flags (`--flag value`
- * or `--flag=value`) and from the environment variables DATABASE_URL, LOG_LEVEL
- * and COVNET_ADMIN_TOKEN.
+ * or `--flag=value`) and from the environment variables in ENVIRONMENT_VARIABLES.
+ * A TLS flag takes precedence over its environment variable.
  * Relative paths are resolved against the current directory.
  * @param argv arguments after the script name, e.g. `process.argv.slice(2)`.
  * @throws ConfigError naming the first unknown, repeated or invalid flag.
@@ -159,6 +202,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     }
     raw[spec.key] = spec.kind === 'string' ? value : parseNumber(flag, value, spec.kind);
   }
+  readTlsEnvironment(raw, env);
 
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
@@ -173,6 +217,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     if (clashing.length > 0) throw new ConfigError(`${clashing.join(', ')} cannot be combined with --experiments: set them in the consortium file`);
   }
   const dataDir = resolve(values.dataDir);
+  checkTlsCombination(values);
 
   return {
     ...values,
@@ -184,13 +229,47 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     fractionPerRound: 1,
     evaluateEvery: 1,
     strategy: values.proximalMu > 0 ? { name: 'fedprox', mu: values.proximalMu } : { name: 'fedavg' },
+    aggregation: { name: 'fedavg' },
+    maxUpdateNorm: null,
+    maxUpdateNormRatio: null,
     backbone: null,
     inputSize: null,
     initialModelFile: resolve(values.initialModelFile),
     database: databaseFromEnv(env.DATABASE_URL, dataDir),
     logLevel: logLevelFromEnv(env.LOG_LEVEL),
     adminToken: adminTokenFromEnv(env.COVNET_ADMIN_TOKEN),
+    tlsCertFile: values.tlsCertFile === undefined ? null : resolve(values.tlsCertFile),
+    tlsKeyFile: values.tlsKeyFile === undefined ? null : resolve(values.tlsKeyFile),
+    tlsCaFile: values.tlsCaFile === undefined ? null : resolve(values.tlsCaFile),
   };
+}
+
+/** Fills the TLS settings that no flag gave from their environment variables. */
+function readTlsEnvironment(raw: Record<string, unknown>, env: Readonly<Record<string, string | undefined>>): void {
+  for (const [key, variable] of Object.entries(TLS_ENVIRONMENT)) {
+    const value = env[variable];
+    if (key in raw || value === undefined || value === '') continue;
+    if (key !== 'tlsRequireClientCert') {
+      raw[key] = value;
+    } else if (value === 'true' || value === '1') {
+      raw[key] = true;
+    } else if (value !== 'false' && value !== '0') {
+      throw new ConfigError(`${variable} "${value}" is invalid; expected true, false, 1 or 0`);
+    }
+  }
+}
+
+/** Rejects TLS settings that only make sense together. */
+function checkTlsCombination(values: { tlsCertFile?: string; tlsKeyFile?: string; tlsCaFile?: string; tlsRequireClientCert: boolean }): void {
+  if ((values.tlsCertFile === undefined) !== (values.tlsKeyFile === undefined)) {
+    throw new ConfigError('--tls-cert and --tls-key (COVNET_TLS_CERT, COVNET_TLS_KEY) must be given together');
+  }
+  if (values.tlsCaFile !== undefined && values.tlsCertFile === undefined) {
+    throw new ConfigError('--tls-ca needs --tls-cert and --tls-key: client certificates are checked only over TLS');
+  }
+  if (values.tlsRequireClientCert && values.tlsCaFile === undefined) {
+    throw new ConfigError('--tls-require-client-cert needs --tls-ca, the consortium CA that issues the client certificates');
+  }
 }
 
 /** Shortest admin token accepted: 16 characters, e.g. 12 random bytes in base64. */

@@ -1,6 +1,6 @@
 import type { CoordinatorConfig } from '../config/config';
 import { ConfigError } from '../config/config';
-import { ExperimentSettingsError, readConsortiumFile, type ExperimentSettings } from './experiment-settings';
+import { ExperimentSettingsError, aggregationRule, readConsortiumFile, type ExperimentSettings } from './experiment-settings';
 
 /**
  * Returns the configuration of each experiment the coordinator runs: every
@@ -61,6 +61,9 @@ export function withSettings(config: CoordinatorConfig, settings: ExperimentSett
     strategy: settings.strategy,
     proximalMu: settings.strategy.name === 'fedprox' ? settings.strategy.mu : 0,
     evaluateEvery: settings.evaluateEvery,
+    aggregation: aggregationRule(settings),
+    maxUpdateNorm: settings.maxUpdateNorm ?? null,
+    maxUpdateNormRatio: settings.maxUpdateNormRatio ?? null,
     backbone: settings.backbone ?? null,
     inputSize: settings.inputSize ?? null,
     initialModelFile: settings.initialModel ?? config.initialModelFile,

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import type { AggregationRule } from '../aggregation/aggregator';
 
 const positiveInt = z.number().int().positive();
 
@@ -49,9 +50,37 @@ export const experimentSettingsSchema = z
     inputSize: positiveInt.max(1024).optional(),
     /** Weight file (CVNW) used as this experiment's version 0; without it, the --initial-model file. */
     initialModel: z.string().min(1).max(4096).optional(),
+    /** Rule that combines a round's updates into the next model; absent means fedavg. */
+    aggregation: z.enum(['fedavg', 'median', 'trimmed-mean']).optional(),
+    /** Share of the values cut at each end of every coordinate by trimmed-mean; absent means 0.2. */
+    trimFraction: z.number().min(0).lt(0.5).optional(),
+    /** Largest L2 distance of an update from the global model, in the units of the weights. */
+    maxUpdateNorm: z.number().positive().optional(),
+    /** Largest L2 distance of an update from the global model as a multiple of the previous round's median distance. */
+    maxUpdateNormRatio: z.number().gt(1).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((settings, context) => {
+    if (settings.trimFraction !== undefined && settings.aggregation !== 'trimmed-mean') {
+      context.addIssue({ code: z.ZodIssueCode.custom, path: ['trimFraction'], message: 'applies only to aggregation trimmed-mean' });
+    }
+  });
 export type ExperimentSettings = z.infer<typeof experimentSettingsSchema>;
+
+/** Trim fraction of trimmed-mean when the settings give none: 20 % cut at each end, the default `beta` of Flower's FedTrimmedAvg. */
+export const DEFAULT_TRIM_FRACTION = 0.2;
+
+/** Returns the aggregation rule the settings choose. */
+export function aggregationRule(settings: Pick<ExperimentSettings, 'aggregation' | 'trimFraction'>): AggregationRule {
+  switch (settings.aggregation ?? 'fedavg') {
+    case 'fedavg':
+      return { name: 'fedavg' };
+    case 'median':
+      return { name: 'median' };
+    case 'trimmed-mean':
+      return { name: 'trimmed-mean', trimFraction: settings.trimFraction ?? DEFAULT_TRIM_FRACTION };
+  }
+}
 
 /** Thrown for an invalid consortium file or experiment body; the message names the field. */
 export class ExperimentSettingsError extends Error {

@@ -168,6 +168,11 @@ export function settingsFromConfig(config: CoordinatorConfig): ExperimentSetting
     learningRate: config.learningRate,
     strategy: config.strategy,
     evaluateEvery: config.evaluateEvery,
+    // Absent aggregation fields keep the settings of a FedAvg experiment as they were stored before these fields existed.
+    ...(config.aggregation.name === 'fedavg' ? {} : { aggregation: config.aggregation.name }),
+    ...(config.aggregation.name === 'trimmed-mean' ? { trimFraction: config.aggregation.trimFraction } : {}),
+    ...(config.maxUpdateNorm === null ? {} : { maxUpdateNorm: config.maxUpdateNorm }),
+    ...(config.maxUpdateNormRatio === null ? {} : { maxUpdateNormRatio: config.maxUpdateNormRatio }),
     ...(config.backbone === null ? {} : { backbone: config.backbone as ExperimentSettings['backbone'] }),
     ...(config.inputSize === null ? {} : { inputSize: config.inputSize }),
     ...(config.initialModelNamed ? { initialModel: config.initialModelFile } : {}),

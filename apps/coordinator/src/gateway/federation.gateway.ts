@@ -24,7 +24,9 @@ import { SiteRegistry } from '../sites/site-registry.service';
 import { SiteSessions, type AgentSocket } from '../sites/site-sessions';
 import { ExperimentRuntimes } from '../experiments/experiment-runtimes';
 import { CoordinatorEvents } from '../events/coordinator-events';
-import { HandshakeError, authenticateHandshake } from './handshake';
+import { FailedAuthLimiter, type AuthClient } from '../auth/failed-auth-limiter';
+import { HandshakeError, authenticateHandshake, claimedSite } from './handshake';
+import { clientCertificateOf } from './client-certificate';
 
 interface SocketData {
   site: string;
@@ -45,6 +47,7 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
     @Inject(ExperimentRuntimes) private readonly runtimes: ExperimentRuntimes,
     @Inject(CoordinatorEvents) private readonly events: CoordinatorEvents,
+    @Inject(FailedAuthLimiter) private readonly limiter: FailedAuthLimiter,
   ) {
     this.log = rootLogger.child({ context: 'gateway' });
     events.on('siteRevoked', (site) => {
@@ -54,8 +57,17 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
 
   afterInit(server: Server): void {
     server.use(async (socket, next) => {
+      const certificate = clientCertificateOf(socket.request);
+      const client: AuthClient = { address: socket.handshake.address, claim: `site:${claimedSite(socket.handshake.auth, certificate)}` };
+      const retryAfterS = this.limiter.retryAfterS(client);
+      if (retryAfterS > 0) {
+        this.log.debug({ address: client.address, claim: client.claim, retryAfterS }, 'socket connection rejected: too many failed authentications');
+        next(new HandshakeError('rate_limited', `too many failed authentications from this address: retry in ${retryAfterS} s`, retryAfterS));
+        return;
+      }
       try {
-        (socket.data as SocketData).site = await authenticateHandshake(socket.handshake.auth, (token) => this.registry.authenticateFresh(token));
+        const authenticate = (token: string) => this.registry.authenticateFresh(token);
+        (socket.data as SocketData).site = await authenticateHandshake(socket.handshake.auth, authenticate, certificate);
         next();
       } catch (error) {
         if (!(error instanceof HandshakeError)) {
@@ -63,7 +75,11 @@ export class FederationGateway implements OnGatewayInit, OnGatewayConnection, On
           next(new HandshakeError('internal_error', 'authentication failed: internal error'));
           return;
         }
-        this.log.warn({ code: error.data.code, address: socket.handshake.address }, error.message);
+        if (error.isFailedAuthentication) {
+          this.limiter.recordFailure(client, String((socket.handshake.auth as { token?: unknown } | undefined)?.token));
+        }
+        // The message names no token, so it is safe to log.
+        this.log.warn({ code: error.data.code, address: client.address, claim: client.claim }, error.message);
         next(error);
       }
     });

@@ -5,10 +5,11 @@ import {
   COORDINATOR_EVENTS,
   ProtocolError,
   decodeWeights,
+  type ErrorCode,
   type EvaluateTask,
   type MetricsReport,
-  type TrainTask,
   type NamedTensor,
+  type TrainTask,
   type UpdateBegin,
   type UpdateBeginReply,
   type UpdateChunk,
@@ -17,7 +18,9 @@ import {
 } from '@covnet/protocol';
 import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
 import { ROOT_LOGGER } from '../logging/logger';
-import { FedAvgAccumulator, firstNonFinite, layoutMismatch } from '../aggregation/fedavg';
+import { firstNonFinite, layoutMismatch } from '../aggregation/fedavg';
+import { createAggregator, type Aggregator } from '../aggregation/aggregator';
+import { UpdateNormCheck, updateDistance } from '../aggregation/update-norm';
 import { FedAdam } from '../aggregation/fedadam';
 import { sampleParticipants } from './participants';
 import { ModelStore } from '../models/model-store.service';
@@ -56,7 +59,13 @@ interface TrainingPhase {
   committing: Set<string>;
   // Batch-normalisation moving statistics are ordinary tensors of the payload,
   // so they are averaged here like every weight.
-  accumulator: FedAvgAccumulator;
+  accumulator: Aggregator;
+  /** The global model's tensors by name while an update norm bound is set; null otherwise. */
+  globalTensors: Map<string, Float32Array> | null;
+  /** L2 distances from the global model of the accepted updates, while an update norm bound is set. */
+  distances: number[];
+  /** Code of the last rejected update of each participant that has no accepted one. */
+  rejected: Map<string, ErrorCode>;
   deadlinePassed: boolean;
   closed: Deferred<void>;
   cancelTimer: () => void;
@@ -96,6 +105,9 @@ export class RoundScheduler implements OnApplicationShutdown {
   // Server optimizer state of FedAdam. NOTE: it lives in memory only, so a
   // restarted coordinator continues with zero moments.
   private fedAdam: FedAdam | null = null;
+  // One aggregator serves every round, so its memory is allocated once.
+  private aggregator: Aggregator | null = null;
+  private readonly normCheck: UpdateNormCheck;
   /**
    * Whether this scheduler sends federation:done once its experiment is
    * finished. A coordinator that runs several experiments sets it so that
@@ -119,6 +131,7 @@ export class RoundScheduler implements OnApplicationShutdown {
   ) {
     this.log = rootLogger.child({ context: 'rounds', experiment: config.experiment });
     this.uploads = new Uploads(updateFiles, this.log);
+    this.normCheck = new UpdateNormCheck({ maxUpdateNorm: config.maxUpdateNorm, maxUpdateNormRatio: config.maxUpdateNormRatio });
     sessions.on('ready', this.onReady);
     events.on('siteRevoked', this.onRevoked);
   }
@@ -217,9 +230,16 @@ export class RoundScheduler implements OnApplicationShutdown {
       await this.records.transition(entity, 'aggregating');
       const saved = await this.models.saveNext(number, this.aggregate(training.accumulator));
       entity.modelVersionOut = saved.version;
+      this.normCheck.roundAggregated(training.distances);
       log.info(
-        { modelVersion: saved.version, sha256: saved.sha256, updates: training.accumulator.updates, examples: training.accumulator.weight },
-        `round ${number} aggregated ${training.accumulator.updates} updates into model version ${saved.version}`,
+        {
+          modelVersion: saved.version,
+          sha256: saved.sha256,
+          updates: training.accumulator.updates,
+          examples: training.accumulator.weight,
+          aggregation: this.config.aggregation.name,
+        },
+        `round ${number} aggregated ${training.accumulator.updates} updates into model version ${saved.version} by ${this.config.aggregation.name}`,
       );
     }
     // The checkpoint is recorded, so the round's update files are no longer needed.
@@ -242,8 +262,12 @@ export class RoundScheduler implements OnApplicationShutdown {
     log.info(`round ${number} done`);
   }
 
-  /** Returns the round's new global model from the FedAvg mean under the experiment's strategy. */
-  private aggregate(accumulator: FedAvgAccumulator) {
+  /**
+   * Returns the round's new global model from the aggregate under the
+   * experiment's strategy. With median or trimmed-mean aggregation, FedAdam
+   * steps towards that estimate instead of the FedAvg mean.
+   */
+  private aggregate(accumulator: Aggregator) {
     const mean = accumulator.result();
     const strategy = this.config.strategy;
     switch (strategy.name) {
@@ -278,7 +302,7 @@ export class RoundScheduler implements OnApplicationShutdown {
       minSites: this.config.minSites,
     });
     await this.records.transition(entity, 'training');
-    return this.openTraining(active, new FedAvgAccumulator(this.models.layout), new Map());
+    return this.openTraining(active, this.freshAggregator(), new Map(), []);
   }
 
   /**
@@ -296,15 +320,20 @@ export class RoundScheduler implements OnApplicationShutdown {
         `round ${entity.number} trains from model version ${entity.modelVersionIn}, but the latest stored version is ${this.models.current.version}`,
       );
     }
-    const accumulator = new FedAvgAccumulator(this.models.layout);
+    const accumulator = this.freshAggregator();
     const accepted = new Map<string, string>();
+    // With an update norm bound, the next rounds' bound needs this round's distances too.
+    const globalTensors = this.globalTensorsForNormCheck();
+    const distances: number[] = [];
     for (const row of await this.records.updatesOf(entity.number)) {
       if (row.payloadPath === null) {
         throw new Error(`accepted update of site ${row.site} in round ${entity.number} has no stored file, so the round's sum cannot be rebuilt`);
       }
       const payload = await this.updateFiles.readAccepted(row.payloadPath, row.sha256);
-      accumulator.add(decodeWeights(payload).tensors, row.numExamples);
+      const tensors = decodeWeights(payload).tensors;
+      accumulator.add(tensors, row.numExamples);
       accepted.set(row.site, row.sha256);
+      if (globalTensors) distances.push(updateDistance(globalTensors, tensors));
     }
     this.log.info(
       { round: entity.number, accepted: [...accepted.keys()], examples: accumulator.weight },
@@ -313,17 +342,17 @@ export class RoundScheduler implements OnApplicationShutdown {
     if (entity.state === 'aggregating') {
       const closed = new Deferred<void>();
       closed.resolve();
-      return { ...this.trainingPhase(entity, accumulator, accepted), closed };
+      return { ...this.trainingPhase(entity, accumulator, accepted, distances), closed };
     }
-    const training = this.openTraining(active, accumulator, accepted);
+    const training = this.openTraining(active, accumulator, accepted, distances);
     this.maybeCloseTraining(active, training);
     return training;
   }
 
   /** Sends the train task to every participant still missing and starts the deadline. */
-  private openTraining(active: ActiveRound, accumulator: FedAvgAccumulator, accepted: Map<string, string>): TrainingPhase {
+  private openTraining(active: ActiveRound, accumulator: Aggregator, accepted: Map<string, string>, distances: number[]): TrainingPhase {
     const { entity } = active;
-    const training = this.trainingPhase(entity, accumulator, accepted);
+    const training = this.trainingPhase(entity, accumulator, accepted, distances);
     active.training = training;
     const deadlineMs = this.config.roundTimeoutS * 1000;
     training.cancelTimer = this.clock.setTimer(deadlineMs, () => this.trainingDeadline(active, training));
@@ -338,7 +367,19 @@ export class RoundScheduler implements OnApplicationShutdown {
     return training;
   }
 
-  private trainingPhase(entity: RoundEntity, accumulator: FedAvgAccumulator, accepted: Map<string, string>): TrainingPhase {
+  /** Returns the experiment's aggregator, emptied for a new round; one serves every round, so its memory is allocated once. */
+  private freshAggregator(): Aggregator {
+    this.aggregator ??= createAggregator(this.models.layout, this.config.aggregation);
+    this.aggregator.reset();
+    return this.aggregator;
+  }
+
+  /** Returns the global model's tensors by name while an update norm bound is set, else null. */
+  private globalTensorsForNormCheck(): Map<string, Float32Array> | null {
+    return this.normCheck.enabled ? new Map(this.models.currentTensors().map((t) => [t.name, t.data])) : null;
+  }
+
+  private trainingPhase(entity: RoundEntity, accumulator: Aggregator, accepted: Map<string, string>, distances: number[]): TrainingPhase {
     const current = this.models.current;
     const task: TrainTask = {
       experiment: this.config.experiment,
@@ -360,6 +401,9 @@ export class RoundScheduler implements OnApplicationShutdown {
       revoked: new Set(),
       committing: new Set(),
       accumulator,
+      globalTensors: this.globalTensorsForNormCheck(),
+      distances,
+      rejected: new Map(),
       deadlinePassed: false,
       closed: new Deferred<void>(),
       cancelTimer: () => {},
@@ -414,10 +458,12 @@ export class RoundScheduler implements OnApplicationShutdown {
   private missingParticipants(training: TrainingPhase): LeftOutSite[] {
     return [...training.participants]
       .filter((site) => !training.accepted.has(site))
-      .map((site) => ({
-        site,
-        reason: training.revoked.has(site) ? 'revoked' : this.sessions.isOnline(site) ? 'missed_deadline' : 'disconnected',
-      }));
+      .map((site): LeftOutSite => {
+        const code = training.rejected.get(site);
+        if (training.revoked.has(site)) return { site, reason: 'revoked' };
+        if (code !== undefined) return { site, reason: 'rejected', code };
+        return { site, reason: this.sessions.isOnline(site) ? 'missed_deadline' : 'disconnected' };
+      });
   }
 
   private async startEvaluation(active: ActiveRound): Promise<EvaluationPhase> {
@@ -611,8 +657,8 @@ export class RoundScheduler implements OnApplicationShutdown {
   }
 
   /**
-   * Verifies a finished upload, stores it durably and records it, then folds
-   * it into the round's FedAvg sum. Only then is the update acknowledged, so
+   * Verifies a finished upload, stores it durably and records it, then adds
+   * it to the round's aggregator. Only then is the update acknowledged, so
    * an acknowledged update survives a crash of the coordinator.
    * @throws ProtocolError with the reason the update is rejected; the round goes on without it.
    */
@@ -641,10 +687,19 @@ export class RoundScheduler implements OnApplicationShutdown {
       this.log.info({ site, round, sha256 }, `update from site ${site} for round ${round} is already accepted: acknowledged as a duplicate`);
       return { accepted: true, duplicate: true };
     }
-    this.admit(site, round, modelVersion);
+    const admitted = this.admit(site, round, modelVersion);
 
-    await upload.file.finish();
-    const tensors = this.checkedTensors(site, round, await readFile(upload.file.path));
+    let tensors;
+    let distance: number | null = null;
+    try {
+      await upload.file.finish();
+      tensors = decodeWeights(await readFile(upload.file.path)).tensors;
+      distance = this.checkUpdate(site, round, admitted, tensors);
+    } catch (error) {
+      // The round lists the code when the site ends up left out.
+      if (error instanceof ProtocolError) admitted.rejected.set(site, error.code);
+      throw error;
+    }
 
     const training = this.admit(site, round, modelVersion);
     training.committing.add(site);
@@ -670,6 +725,8 @@ export class RoundScheduler implements OnApplicationShutdown {
 
     training.accumulator.add(tensors, numExamples);
     training.accepted.set(site, sha256);
+    training.rejected.delete(site);
+    if (distance !== null) training.distances.push(distance);
     this.log.info(
       { site, round, sha256, numExamples, trainLoss, accepted: training.accepted.size, participants: training.participants.size },
       `update from site ${site} accepted for round ${round}`,
@@ -679,11 +736,11 @@ export class RoundScheduler implements OnApplicationShutdown {
   }
 
   /**
-   * Decodes an update and checks it against the global model's layout.
-   * @throws ProtocolError `weights_mismatch` or `weights_not_finite`.
+   * Checks a decoded update's layout, values and distance from the global
+   * model, and returns that distance when a norm bound is set.
+   * @throws ProtocolError `weights_mismatch`, `weights_not_finite` or `update_norm_outlier`.
    */
-  private checkedTensors(site: string, round: number, payload: Buffer): NamedTensor[] {
-    const { tensors } = decodeWeights(payload);
+  private checkUpdate(site: string, round: number, training: TrainingPhase, tensors: NamedTensor[]): number | null {
     const mismatch = layoutMismatch(this.models.layout, tensors);
     if (mismatch) {
       throw new ProtocolError('weights_mismatch', `update from site ${site}: ${mismatch}: dropped, round ${round} continues`);
@@ -695,7 +752,13 @@ export class RoundScheduler implements OnApplicationShutdown {
         `update from site ${site}: tensor ${nonFinite} contains NaN or an infinite value: dropped, round ${round} continues`,
       );
     }
-    return tensors;
+    if (!training.globalTensors) return null;
+    const distance = updateDistance(training.globalTensors, tensors);
+    const violation = this.normCheck.violation(distance);
+    if (violation) {
+      throw new ProtocolError('update_norm_outlier', `update from site ${site}: ${violation}: dropped, round ${round} continues`);
+    }
+    return distance;
   }
 
   /**

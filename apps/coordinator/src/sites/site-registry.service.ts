@@ -13,10 +13,11 @@ import { readSitesFile } from './sites-file';
 import { addSite, revokeSite } from './site-tokens';
 
 /**
- * Interval at which the sites table is read again, so that `sites add` and
- * `sites revoke` run from another process take effect within about a second.
+ * Interval at which the sites table is read again. `sites revoke` run from
+ * another process then closes the site's connection within a second: this
+ * interval plus one read of the table, with room for a busy event loop.
  */
-export const SITES_REFRESH_MS = 1000;
+export const SITES_REFRESH_MS = 500;
 
 /** Result of authenticating a handshake token. */
 export type TokenCheck = { site: string; revoked: false } | { site: string; revoked: true } | null;

@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
+import type { Logger } from 'pino';
 import { createTestDatabase, type TestDatabase } from './test-database';
 import { encodeWeights, type NamedTensor } from '@covnet/protocol';
 import { loadConfig, startCoordinator, type RunningCoordinator } from '../../src';
@@ -49,6 +50,10 @@ export interface FixtureOptions {
   allExperiments?: boolean;
   /** Writes further files into the data dir before the coordinator starts. */
   beforeStart?: (dataDir: string) => Promise<void>;
+  /** Further command-line flags, e.g. the TLS files. */
+  args?: string[];
+  /** Logger of the coordinator; by default pino on stderr at TEST_LOG_LEVEL (default silent). */
+  logger?: Logger;
 }
 
 /**
@@ -92,12 +97,13 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
       ...(options.allExperiments ? [] : ['--experiment', 'test']),
       '--chunk-bytes', String(options.chunkBytes ?? 64),
       ...roundFlags,
+      ...(options.args ?? []),
     ],
     { LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', COVNET_ADMIN_TOKEN: ADMIN_TOKEN, ...database.env, ...options.env },
   );
   let coordinator: RunningCoordinator;
   try {
-    coordinator = await startCoordinator(config);
+    coordinator = await startCoordinator(config, options.logger);
   } catch (error) {
     await database.drop();
     throw error;
@@ -108,7 +114,7 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
     dataDir,
     database,
     coordinator,
-    baseUrl: `http://127.0.0.1:${coordinator.port}`,
+    baseUrl: `${coordinator.scheme}://127.0.0.1:${coordinator.port}`,
     initialPayload,
     restart: async () => {
       await fixture.coordinator.close();

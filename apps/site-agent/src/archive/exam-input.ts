@@ -2,6 +2,7 @@ import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  type DecodePool,
   loadImageFile,
   loadSeriesVolume,
   preprocessImage2D,
@@ -63,16 +64,17 @@ export async function classifyExamFolder(examDir: string): Promise<{ format: Exa
  * exam, and several files are one exam whose slices follow the file names in natural order
  * ("2.png" before "10.png"), evenly thinned to at most maxSlices. With a cache, the input is
  * read from it when no file of the folder has changed size or mtime, and stored after preprocessing.
+ * With `decodePool`, a DICOM series is decoded on the pool it returns.
  * @throws Error naming the folder when it contains no usable volume, series or image.
  */
-export async function loadExamInput(examDir: string, spec: InputSpec, options: { cache?: PreprocessCache } = {}): Promise<ModelInput> {
-  const { cache } = options;
-  if (cache === undefined) return readExamInput(examDir, spec);
+export async function loadExamInput(examDir: string, spec: InputSpec, options: { cache?: PreprocessCache; decodePool?: () => DecodePool } = {}): Promise<ModelInput> {
+  const { cache, decodePool } = options;
+  if (cache === undefined) return readExamInput(examDir, spec, decodePool);
 
   const key = PreprocessCache.key({ pipeline: PREPROCESS_VERSION, inputSize: spec.inputSize, maxSlices: spec.maxSlices, files: await fingerprint(examDir) });
   const cached = await cache.get(key);
   if (cached !== undefined) return cached;
-  const input = await readExamInput(examDir, spec);
+  const input = await readExamInput(examDir, spec, decodePool);
   try {
     await cache.put(key, input);
   } catch (error) {
@@ -109,7 +111,7 @@ async function isFileOrLinkToFile(dir: string, entry: Dirent): Promise<boolean> 
   );
 }
 
-async function readExamInput(examDir: string, spec: InputSpec): Promise<ModelInput> {
+async function readExamInput(examDir: string, spec: InputSpec, decodePool?: () => DecodePool): Promise<ModelInput> {
   const { format, files } = await classifyExamFolder(examDir);
   switch (format) {
     case 'nifti':
@@ -117,7 +119,7 @@ async function readExamInput(examDir: string, spec: InputSpec): Promise<ModelInp
     case 'images':
       return loadImageExam(files, spec);
     case 'dicom':
-      return preprocessExamVolume(await loadDicomVolume(examDir), spec);
+      return preprocessExamVolume(await loadDicomVolume(examDir, decodePool), spec);
   }
 }
 
@@ -125,16 +127,17 @@ function preprocessExamVolume(volume: Volume, spec: InputSpec): ModelInput {
   return preprocessVolume(volume, { size: spec.inputSize, maxSlices: spec.maxSlices });
 }
 
-async function loadDicomVolume(examDir: string): Promise<Volume> {
-  const report = await scanArchive(examDir);
+async function loadDicomVolume(examDir: string, decodePool?: () => DecodePool): Promise<Volume> {
+  const pool = decodePool?.();
+  const report = await scanArchive(examDir, { headersOnly: true, pool });
   const choice = selectLungSeries(report.series);
   if (choice.chosen === undefined) {
-    const skipped = report.skipped.slice(0, 3).map((file) => file.reason);
+    const skipped = report.skipped.slice(0, 3).map((file) => `${file.path}: ${file.reason}`);
     const details = [...choice.reasons, ...skipped].join('; ');
     throw new Error(`exam folder ${examDir} has no usable axial CT series (${details})`);
   }
   log.info({ exam: examDir, series: choice.chosen.seriesInstanceUID, reasons: choice.reasons }, 'lung series chosen');
-  return loadSeriesVolume(choice.chosen.files);
+  return loadSeriesVolume(choice.chosen.files, {}, { pool });
 }
 
 async function loadImageExam(files: string[], spec: InputSpec): Promise<ModelInput> {

@@ -1,9 +1,8 @@
 import { appendFileSync } from 'node:fs';
-import { io, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import {
   AGENT_EVENTS,
   COORDINATOR_EVENTS,
-  PROTOCOL_VERSION,
   decodeWeights,
   encodeWeights,
   parseEvent,
@@ -20,10 +19,15 @@ import { startProgress } from '../progress';
 import { AgentStatus } from './agent-status';
 import { downloadModel, uploadUntilAccepted, type UpdateHeader } from './transfer';
 import { request } from './socket-call';
+import { createCoordinatorSocket, type AgentTls } from './coordinator-socket';
 
 export interface AgentOptions {
   coordinatorUrl: string;
   token: string;
+  /** Site name sent in the handshake, so that the coordinator counts failed attempts per site; optional. */
+  site?: string;
+  /** Consortium CA and client certificate for an https:// coordinator. */
+  tls?: AgentTls;
   archive: SiteArchive;
   backend: string;
   /** GPU the backend runs on, reported in `site:hello`; absent on CPU backends. */
@@ -67,12 +71,7 @@ export class FederationAgent {
 
   constructor(private readonly options: AgentOptions) {
     this.status = options.status ?? new AgentStatus(options.coordinatorUrl);
-    this.socket = io(options.coordinatorUrl, {
-      auth: { token: options.token, protocolVersion: PROTOCOL_VERSION },
-      transports: ['websocket'],
-      reconnectionDelayMax: 5_000,
-      autoConnect: false,
-    });
+    this.socket = createCoordinatorSocket({ url: options.coordinatorUrl, token: options.token, site: options.site, tls: options.tls });
     this.socket.onAnyOutgoing((event, ...args) => {
       options.onOutgoing?.(event, args);
       this.audit(event, args);
@@ -111,8 +110,16 @@ export class FederationAgent {
       socket.io.on('reconnect', (attempt) => {
         log.info({ attempt }, 'reconnected to the coordinator');
       });
-      socket.on('connect_error', (error: Error & { data?: { code?: string; message?: string } }) => {
+      socket.on('connect_error', (error: Error & { data?: { code?: string; message?: string; retryAfterS?: number } }) => {
         const code = error.data?.code;
+        if (code === 'rate_limited') {
+          // A rejection by the coordinator's middleware is not retried by socket.io itself.
+          const retryInSeconds = Math.max(1, Math.min(error.data?.retryAfterS ?? 60, 600));
+          log.warn({ code, retryInSeconds }, `the coordinator rejected the connection: ${error.data?.message ?? error.message}`);
+          this.status.connection('reconnecting');
+          setTimeout(() => socket.connect(), retryInSeconds * 1000);
+          return;
+        }
         if (code?.startsWith('auth_')) {
           this.status.connection('rejected');
           socket.close();

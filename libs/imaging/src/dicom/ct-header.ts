@@ -1,5 +1,5 @@
 import { DicomReadError, tagLabel } from './errors';
-import type { DicomDataset } from './parser';
+import { TAG, type DicomDataset } from './parser';
 
 /** The attributes of one CT slice (a single-frame file or one frame of a multi-frame file) that series assembly and HU conversion need. */
 export interface CtSliceHeader {
@@ -102,6 +102,23 @@ class FrameAttributes {
   }
 }
 
+// Checks NumberOfFrames against what PixelData can hold before one header per frame is built,
+// so that a corrupt count such as 2^31 - 1 is rejected at once instead of exhausting memory.
+function checkFrameCount(dataset: DicomDataset, frames: number, frameBytes: number, path: string): void {
+  const pixelData = dataset.get(TAG.PixelData)!;
+  if (pixelData.fragments !== undefined) {
+    // Each frame takes at least one fragment after the Basic Offset Table (PS3.5 A.4).
+    const fragments = pixelData.fragments.length - 1;
+    if (frames > fragments) {
+      throw new DicomReadError('invalid-tag', path, tagLabel('NumberOfFrames'), `NumberOfFrames ${frames} is more than the ${fragments} fragments of the encapsulated PixelData`);
+    }
+    return;
+  }
+  if (frames * frameBytes > pixelData.length) {
+    throw new DicomReadError('truncated-pixel-data', path, tagLabel('NumberOfFrames'), `NumberOfFrames ${frames} needs ${frames * frameBytes} bytes of PixelData, which has ${pixelData.length}`);
+  }
+}
+
 /**
  * Extracts and validates the CT slice attributes of each frame of a parsed file.
  * Multi-frame (Enhanced CT) files give one header per frame, with position, orientation,
@@ -151,12 +168,14 @@ export function parseCtHeaders(dataset: DicomDataset, path: string, transferSynt
   const rows = requiredInteger(dataset, 'Rows', path);
   const columns = requiredInteger(dataset, 'Columns', path);
   if (rows < 1 || columns < 1) throw new DicomReadError('invalid-tag', path, tagLabel('Rows'), `image size ${rows}x${columns} is empty`);
+  checkFrameCount(dataset, frames, rows * columns * (bitsAllocated / 8), path);
 
   const padding = optionalInteger(dataset, 'PixelPaddingValue', path);
   const paddingLimit = optionalInteger(dataset, 'PixelPaddingRangeLimit', path);
   // PixelPaddingValue is US or SS by PixelRepresentation, but implicit VR files and some
-  // writers give the 16-bit pattern as unsigned, e.g. 63536 for -2000.
-  const asStored = (value: number | undefined) => (value !== undefined && pixelRepresentation === 1 && bitsAllocated === 16 && value >= 0x8000 ? value - 0x10000 : value);
+  // writers give the 16-bit pattern as unsigned, e.g. 63536 for -2000. The value is 16 bits
+  // wide whatever BitsAllocated is, so signed 8-bit data is read back the same way.
+  const asStored = (value: number | undefined) => (value !== undefined && pixelRepresentation === 1 && value >= 0x8000 ? value - 0x10000 : value);
 
   const perFrameItems = dataset.sequence(T.PerFrameFunctionalGroupsSequence);
   const shared = dataset.sequence(T.SharedFunctionalGroupsSequence)[0];
@@ -215,15 +234,21 @@ function finiteOrUndefined(value: number | undefined): number | undefined {
   return value !== undefined && Number.isFinite(value) ? value : undefined;
 }
 
+// A required element that is absent, or present with an empty value (type 2 written as type 1).
+function missingTag(dataset: DicomDataset, keyword: Keyword, path: string): DicomReadError {
+  const problem = dataset.has(T[keyword]) ? 'is empty' : 'is missing';
+  return new DicomReadError('missing-tag', path, tagLabel(keyword), `${keyword} ${problem}`);
+}
+
 function requiredString(dataset: DicomDataset, keyword: Keyword, path: string): string {
   const value = dataset.string(T[keyword]);
-  if (value === undefined) throw new DicomReadError('missing-tag', path, tagLabel(keyword), `${keyword} is missing`);
+  if (value === undefined) throw missingTag(dataset, keyword, path);
   return value;
 }
 
 function requiredNumbers(dataset: DicomDataset, keyword: Keyword, count: number, path: string): number[] {
   const values = dataset.numbers(T[keyword]);
-  if (values === undefined) throw new DicomReadError('missing-tag', path, tagLabel(keyword), `${keyword} is missing`);
+  if (values === undefined) throw missingTag(dataset, keyword, path);
   if (values.length !== count || values.some((value) => !Number.isFinite(value))) {
     throw new DicomReadError('invalid-tag', path, tagLabel(keyword), `${keyword} is "${dataset.string(T[keyword]) ?? values.join('\\')}", expected ${count} number(s)`);
   }

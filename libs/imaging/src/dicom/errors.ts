@@ -14,7 +14,8 @@ export type DicomRejectCode =
   | 'truncated'
   | 'decode-failed'
   | 'too-large'
-  | 'timed-out';
+  | 'timed-out'
+  | 'io-error';
 
 /** A file that cannot be read as a CT slice, naming the file, the tag involved and the reason. */
 export class DicomReadError extends Error {

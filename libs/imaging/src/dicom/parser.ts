@@ -207,7 +207,7 @@ class ElementReader {
       const first = this.bytes[offset + 4];
       const second = this.bytes[offset + 5];
       if (!isUpperLetter(first) || !isUpperLetter(second)) {
-        throw new DicomReadError('unreadable', this.path, formatTag(tag), `invalid VR bytes 0x${first.toString(16)} 0x${second.toString(16)} at byte offset ${offset + 4} in an explicit VR dataset`);
+        throw new DicomReadError('unreadable', this.path, formatTag(tag), `invalid VR bytes 0x${first.toString(16).padStart(2, '0')} 0x${second.toString(16).padStart(2, '0')} at byte offset ${offset + 4} in an explicit VR dataset`);
       }
       vr = String.fromCharCode(first, second);
       if (LONG_VRS.has(vr)) {

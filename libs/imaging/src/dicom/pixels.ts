@@ -1,5 +1,6 @@
 import type { CtSliceHeader } from './ct-header';
 import { DicomReadError, tagLabel } from './errors';
+import { rescale16Simd } from './simd/rescale16';
 
 /** HU given to padding pixels (PixelPaddingValue), which lie outside the reconstructed field of view: air. */
 export const PADDING_HU = -1024;
@@ -30,6 +31,23 @@ export function decodeHounsfield(header: CtSliceHeader, pixelBytes: Uint8Array, 
   const slope = header.rescaleSlope;
   const intercept = header.rescaleIntercept;
   const padded = header.pixelPaddingValue !== undefined;
+  const limit = header.pixelPaddingRangeLimit ?? header.pixelPaddingValue ?? 0;
+  const low = Math.min(header.pixelPaddingValue ?? 0, limit);
+  const high = Math.max(header.pixelPaddingValue ?? 0, limit);
+
+  // 16-bit frames, nearly all CT, go through the WebAssembly SIMD kernel when its float32
+  // arithmetic is exact. The kernel copies the bytes in, so their alignment does not matter.
+  if (header.bitsAllocated === 16) {
+    const samples = littleEndian ? pixelBytes : swapToLittleEndian16(pixelBytes, count, littleEndian);
+    const parameters = {
+      bitsStored: header.bitsStored,
+      signed: header.pixelRepresentation === 1,
+      slope,
+      intercept,
+      padding: padded ? { low, high, value: PADDING_HU } : undefined,
+    };
+    if (rescale16Simd(samples, count, parameters, hu)) return hu;
+  }
 
   // The common CT layouts (16 bits stored in 16, no padding) are read through an Int16Array or
   // Uint16Array view of the file's bytes: one multiply-add per pixel, no masking, no copy.
@@ -52,9 +70,6 @@ export function decodeHounsfield(header: CtSliceHeader, pixelBytes: Uint8Array, 
     else rescaleMasked8(raw, mask, signBit, slope, intercept, hu);
     return hu;
   }
-  const limit = header.pixelPaddingRangeLimit ?? header.pixelPaddingValue ?? 0;
-  const low = Math.min(header.pixelPaddingValue ?? 0, limit);
-  const high = Math.max(header.pixelPaddingValue ?? 0, limit);
   for (let i = 0; i < count; i++) {
     const value = ((raw[i] & mask) ^ signBit) - signBit;
     hu[i] = value >= low && value <= high ? PADDING_HU : value * slope + intercept;

@@ -1,3 +1,4 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { decodeFrame, isCodecReady, loadCodec } from './codecs';
 import { parseCtHeaders, type CtSliceHeader } from './ct-header';
@@ -52,11 +53,40 @@ export interface CtFile {
  * no pixels yet; see readCtFrames for what is accepted.
  * @throws DicomReadError as readCtFrames does.
  */
-export async function readCtFile(path: string, limits: ReadLimits = {}): Promise<CtFile> {
-  const bytes = await readFileBytes(path, limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES);
+export async function readCtFile(path: string, limits: ReadLimits = {}, io: 'async' | 'blocking' = 'async'): Promise<CtFile> {
+  // Blocking reads save the thread-pool round trips of an async read (open, stat, read,
+  // close), which matter at a few hundred files per second. Only a thread with nothing else
+  // to serve, such as a decode worker, should use them.
+  const maxBytes = limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  let bytes: Uint8Array;
+  try {
+    bytes = io === 'blocking' ? readFileBytesBlocking(path, maxBytes) : await readFileBytes(path, maxBytes);
+  } catch (error) {
+    if (error instanceof DicomReadError || typeof (error as NodeJS.ErrnoException).code !== 'string') throw error;
+    // The file vanished, is not readable or the disk failed: not a property of its content.
+    throw new DicomReadError('io-error', path, undefined, `the file cannot be read: ${(error as Error).message}`);
+  }
   const encoding = peekTransferSyntax(bytes);
-  if (encoding !== undefined) await loadCodec(encoding);
+  if (encoding !== undefined && !isCodecReady(encoding)) await loadCodec(encoding);
   return parseCtFile(bytes, path, limits);
+}
+
+function readFileBytesBlocking(path: string, maxBytes: number): Uint8Array {
+  const handle = openSync(path, 'r');
+  try {
+    const { size } = fstatSync(handle);
+    if (size > maxBytes) throw new DicomReadError('too-large', path, undefined, `file has ${size} bytes, more than the limit of ${maxBytes}`);
+    const bytes = Buffer.allocUnsafeSlow(size);
+    let filled = 0;
+    while (filled < size) {
+      const bytesRead = readSync(handle, bytes, filled, size - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return filled === size ? bytes : bytes.subarray(0, filled);
+  } finally {
+    closeSync(handle);
+  }
 }
 
 // Reads a whole file with one read into a buffer of its size, after checking the size limit.
@@ -130,6 +160,11 @@ export function parseCtFile(file: Uint8Array, path: string, limits: ReadLimits =
   if (pixelElement === undefined) throw new DicomReadError('no-pixel-data', path, tagLabel('PixelData'), 'PixelData is missing');
   const first = headers[0];
   const frameBytes = expectedPixelBytes(first);
+  // A compressed frame may declare a size far beyond its file; check before the codec allocates it.
+  const maxFrameBytes = limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  if (frameBytes > maxFrameBytes) {
+    throw new DicomReadError('too-large', path, tagLabel('Rows'), `a ${first.rows}x${first.columns} frame at ${first.bitsAllocated} bits needs ${frameBytes} bytes decoded, more than the limit of ${maxFrameBytes}`);
+  }
 
   if (encoding === 'native') {
     if (pixelElement.fragments !== undefined) {

@@ -31,11 +31,19 @@ const SPLITS: readonly LabelSplit[] = ['train', 'val', 'test'];
  * Reads `<archiveDir>/labels.csv` (header `exam,label,split`) and checks every line: three
  * fields, a known class, a split of train, val or test, no repeated exam, and an existing
  * exam folder. Blank lines are ignored.
- * @throws LabelsFileError listing every invalid line with its number and reason.
+ * @throws LabelsFileError listing every invalid line with its number and reason; Error when
+ *   the file is missing or cannot be read.
  */
 export async function readLabels(archiveDir: string): Promise<LabelledExam[]> {
   const path = join(archiveDir, 'labels.csv');
-  const lines = (await readFile(path, 'utf8')).split(/\r?\n/);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new Error(missing ? `archive ${archiveDir} has no labels.csv; write one with the header "${HEADER}"` : `${path} cannot be read: ${(error as Error).message}`);
+  }
+  const lines = text.split(/\r?\n/);
   const problems: string[] = [];
 
   if (lines[0]?.trim() !== HEADER) {

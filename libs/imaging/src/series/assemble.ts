@@ -4,6 +4,7 @@ import { angleDegrees, median, positionAlongNormal, sameOrientation, sliceNormal
 /** Reason code for slices of one series that cannot form a volume. */
 export type SeriesProblemCode =
   | 'too-few-slices'
+  | 'mixed-series'
   | 'inconsistent-size'
   | 'inconsistent-orientation'
   | 'inconsistent-pixel-spacing'
@@ -51,7 +52,7 @@ function label(header: CtSliceHeader): string {
 /**
  * Orders the slices of one series by ImagePositionPatient projected on the slice normal
  * (InstanceNumber and file names are not trusted) and checks that they form a volume:
- * same size, orientation and pixel spacing, no two slices at one position, no gap over
+ * one SeriesInstanceUID, same size, orientation and pixel spacing, no two slices at one position, no gap over
  * MAX_GAP_FACTOR median spacings, and a stack perpendicular to the slices (no gantry tilt).
  * Uneven but acceptable gaps mark the geometry as not uniform, with a warning.
  */
@@ -63,6 +64,9 @@ export function assembleSeries(headers: readonly CtSliceHeader[]): SeriesAssembl
 
   const first = headers[0];
   for (const header of headers) {
+    if (header.seriesInstanceUID !== first.seriesInstanceUID) {
+      return { ok: false, code: 'mixed-series', reason: `${label(header)} belongs to series ${header.seriesInstanceUID} but ${label(first)} to series ${first.seriesInstanceUID}` };
+    }
     if (header.rows !== first.rows || header.columns !== first.columns) {
       return { ok: false, code: 'inconsistent-size', reason: `${label(header)} is ${header.rows}x${header.columns} but ${label(first)} is ${first.rows}x${first.columns}` };
     }

@@ -1,29 +1,60 @@
 import { parentPort } from 'node:worker_threads';
 import { DicomReadError } from '../dicom/errors';
-import { readCtFile } from '../dicom/read-slice';
-import type { DecodeReply, DecodeRequest, DecodedFile } from './decode-pool';
+import { readCtFile, type CtFile } from '../dicom/read-slice';
+import type { DecodeReply, DecodeRequest } from './decode-pool';
+import { readSliceStats } from './scan-file';
 
-// Reads, parses and decodes the files of one request in order, and sends the HU frames back
-// as transferred buffers, so no pixel is copied between threads.
+// Files parsed for each batch, by their index in the batch, parsedFiles until the batch is decoded or released.
+const batches = new Map<number, Map<number, CtFile>>();
+
 parentPort!.on('message', (request: DecodeRequest) => {
-  decode(request).then(
-    (reply) => parentPort!.postMessage(reply, reply.ok ? reply.files.flatMap((f) => f.frames.map((frame) => frame.buffer as ArrayBuffer)) : []),
+  handle(request).then(
+    (reply) => parentPort!.postMessage(reply),
     (error: Error) => parentPort!.postMessage({ id: request.id, ok: false, error: serialise(error) } satisfies DecodeReply),
   );
 });
 
-async function decode(request: DecodeRequest): Promise<DecodeReply> {
-  const files: DecodedFile[] = [];
-  for (const path of request.files) {
-    const file = await readCtFile(path, request.limits);
-    const frames = file.headers.map((_, frame) => {
-      const hu = file.decodeFrame(frame);
-      // Only a whole buffer can be transferred.
-      return hu.byteOffset === 0 && hu.byteLength === hu.buffer.byteLength ? hu : hu.slice();
-    });
-    files.push({ path, headers: file.headers, frames });
+async function handle(request: DecodeRequest): Promise<DecodeReply> {
+  switch (request.kind) {
+    case 'scan': {
+      parentPort!.postMessage({ id: request.id, started: true, path: request.path } satisfies DecodeReply);
+      const scanned = await readSliceStats(request.path, request.limits, request.headersOnly, 'blocking');
+      return { id: request.id, ok: true, scanned };
+    }
+    case 'parse': {
+      const parsedFiles = new Map<number, CtFile>();
+      batches.set(request.batch, parsedFiles);
+      const files = [];
+      for (const [k, path] of request.files.entries()) {
+        parentPort!.postMessage({ id: request.id, started: true, path } satisfies DecodeReply);
+        const file = await readCtFile(path, request.limits, 'blocking');
+        parsedFiles.set(request.first + k, file);
+        files.push({ path, headers: file.headers });
+      }
+      return { id: request.id, ok: true, files };
+    }
+    case 'decode': {
+      const parsedFiles = batches.get(request.batch);
+      batches.delete(request.batch);
+      if (parsedFiles === undefined) throw new Error(`decode batch ${request.batch} is unknown or already decoded`);
+      const values = new Float32Array(request.target);
+      let current: CtFile | undefined;
+      for (const { file, frame, at } of request.placements) {
+        const parsed = parsedFiles.get(file);
+        if (parsed === undefined) throw new Error(`file ${file} of decode batch ${request.batch} was not parsed by this worker`);
+        if (parsed !== current) {
+          parentPort!.postMessage({ id: request.id, started: true, path: parsed.path } satisfies DecodeReply);
+          current = parsed;
+        }
+        const size = parsed.headers[frame].rows * parsed.headers[frame].columns;
+        parsed.decodeFrame(frame, values.subarray(at, at + size));
+      }
+      return { id: request.id, ok: true };
+    }
+    case 'release':
+      batches.delete(request.batch);
+      return { id: request.id, ok: true };
   }
-  return { id: request.id, ok: true, files };
 }
 
 function serialise(error: Error): Extract<DecodeReply, { ok: false }>['error'] {

@@ -1,18 +1,20 @@
 import { stat } from 'node:fs/promises';
 import { dirname, sep } from 'node:path';
 import type { CtSliceHeader } from '../dicom/ct-header';
-import { DicomReadError, type DicomRejectCode } from '../dicom/errors';
-import { readCtFrames, type ReadLimits } from '../dicom/read-slice';
+import type { DicomRejectCode } from '../dicom/errors';
+import type { ReadLimits } from '../dicom/read-slice';
+import type { DecodePool } from './decode-pool';
 import { assembleSeries, type SeriesGeometry, type SeriesProblemCode } from './assemble';
 import { angleDegrees } from './geometry';
 import { groupSlices } from './group';
 import { ScanIndex, type ScannedFile } from './scan-index';
+import { readSliceStats, type ScannedSlice } from './scan-file';
 import { listFilesRecursively } from './walk';
 
 /** A file the scan could not use, with the reason. */
 export interface SkippedFile {
   path: string;
-  code: DicomRejectCode | 'io-error';
+  code: DicomRejectCode | 'io-error' | 'not-a-file';
   reason: string;
 }
 
@@ -38,9 +40,10 @@ export interface SeriesSummary {
   sliceSpacing: number;
   /** Row spacing then column spacing, in mm. */
   pixelSpacing: [number, number];
-  huMin: number;
-  huMax: number;
-  huMean: number;
+  /** HU statistics over every pixel of the series; absent after a scan with `headersOnly`. */
+  huMin?: number;
+  huMax?: number;
+  huMean?: number;
   /** Files ordered by position along the slice normal, ascending; a multi-frame file appears once. */
   files: string[];
   warnings: string[];
@@ -68,15 +71,22 @@ export interface ScanOptions extends ReadLimits {
   onProgress?: (done: number, total: number) => void;
   /** Results of earlier scans: files whose size and mtime are unchanged are not read again. */
   index?: ScanIndex;
+  /**
+   * Parses headers and locates the pixel data of every frame, but decodes no pixels, so the
+   * summaries have no HU statistics and a frame that cannot be decoded is found only when
+   * the series is loaded. Choosing a series needs only headers, and this reads an exam
+   * about twice as fast. The index is neither read nor written.
+   */
+  headersOnly?: boolean;
+  /**
+   * Worker threads to read the files on, in parallel, with a hard time limit per file (see
+   * DecodePool.scanFile). Without a pool, files are read on the calling thread, where the
+   * time limit is checked only between the steps of reading a file.
+   */
+  pool?: DecodePool;
 }
 
-interface SliceStats {
-  header: CtSliceHeader;
-  min: number;
-  max: number;
-  sum: number;
-  count: number;
-}
+type SliceStats = ScannedSlice;
 
 /**
  * Scans a directory tree for CT series, reading every file (any or no extension) once.
@@ -86,15 +96,18 @@ interface SliceStats {
  * @throws only when the root directory itself cannot be listed.
  */
 export async function scanArchive(dir: string, opts: ScanOptions = {}): Promise<ScanReport> {
-  const concurrency = Math.max(1, opts.concurrency ?? 4);
-  const index = opts.index ?? ScanIndex.inMemory();
-  const files = await listFilesRecursively(dir);
-  const skipped: SkippedFile[] = [];
+  // With a pool, twice its size keeps every worker busy while replies come back.
+  const concurrency = Math.max(1, opts.concurrency ?? Math.max(4, 2 * (opts.pool?.size ?? 0)));
+  const index = opts.headersOnly || opts.index === undefined ? ScanIndex.inMemory() : opts.index;
+  const { files, skipped: notFiles } = await listFilesRecursively(dir);
+  const skipped: SkippedFile[] = [...notFiles];
+  // Progress starts at 0 once the file count is known, so a caller's clock covers the first batch.
+  opts.onProgress?.(0, files.length);
   const slices: SliceStats[] = [];
 
   for (let start = 0; start < files.length; start += concurrency) {
     const batch = files.slice(start, start + concurrency);
-    const results = await Promise.all(batch.map((path) => scanFile(path, opts, index)));
+    const results = await Promise.all(batch.map((path) => scanFile(path, opts, index, opts.headersOnly === true, opts.pool)));
     for (const [offset, result] of results.entries()) {
       if ('skip' in result) skipped.push({ path: batch[offset], ...result.skip });
       else slices.push(...result.frames);
@@ -136,6 +149,8 @@ function summarize(uid: string, group: SliceStats[], geometry: SeriesGeometry, a
     sum += stats.sum;
     count += stats.count;
   }
+  // Frames scanned without decoding count no pixels.
+  const statistics = count > 0 ? { huMin, huMax, huMean: sum / count } : {};
   const files = unique(geometry.order.map((index) => group[index].header.path));
   const first = group[geometry.order[0]].header;
   return {
@@ -147,9 +162,7 @@ function summarize(uid: string, group: SliceStats[], geometry: SeriesGeometry, a
     slices: geometry.order.length,
     sliceSpacing: geometry.sliceSpacing,
     pixelSpacing: geometry.pixelSpacing,
-    huMin,
-    huMax,
-    huMean: sum / count,
+    ...statistics,
     files,
     warnings: geometry.warnings,
     imageType: first.imageType,
@@ -162,46 +175,20 @@ function summarize(uid: string, group: SliceStats[], geometry: SeriesGeometry, a
 }
 
 // Reads one file, or takes its result from the index when its size and mtime are unchanged.
-async function scanFile(path: string, limits: ReadLimits, index: ScanIndex): Promise<ScannedFile> {
+async function scanFile(path: string, limits: ReadLimits, index: ScanIndex, headersOnly: boolean, pool: DecodePool | undefined): Promise<ScannedFile> {
   let size: number;
   let mtimeMs: number;
   try {
     ({ size, mtimeMs } = await stat(path));
   } catch (error) {
-    return { skip: { code: 'io-error', reason: `${path}: ${(error as Error).message}` } };
+    return { skip: { code: 'io-error', reason: (error as Error).message } };
   }
   const stored = index.get(path, size, mtimeMs);
   if (stored !== undefined) return stored;
-  const scanned = await readSliceStats(path, limits);
+  const scanned = await (pool === undefined ? readSliceStats(path, limits, headersOnly) : pool.scanFile(path, limits, headersOnly));
   // An I/O error may be passing (a file being copied in), so it is not remembered.
   if (!('skip' in scanned && scanned.skip.code === 'io-error')) index.set(path, size, mtimeMs, scanned);
   return scanned;
-}
-
-async function readSliceStats(path: string, limits: ReadLimits): Promise<ScannedFile> {
-  try {
-    const frames = await readCtFrames(path, limits);
-    return { frames: frames.map(({ header, hu }) => sliceStats(header, hu)) };
-  } catch (error) {
-    if (error instanceof DicomReadError) return { skip: { code: error.code, reason: error.message } };
-    const code = (error as NodeJS.ErrnoException).code;
-    if (typeof code === 'string') return { skip: { code: 'io-error', reason: `${path}: ${(error as Error).message}` } };
-    // Anything else is a bug in this library, not a property of the file.
-    throw error;
-  }
-}
-
-function sliceStats(header: CtSliceHeader, hu: Float32Array): SliceStats {
-  let min = Infinity;
-  let max = -Infinity;
-  let sum = 0;
-  for (let i = 0; i < hu.length; i++) {
-    const value = hu[i];
-    if (value < min) min = value;
-    if (value > max) max = value;
-    sum += value;
-  }
-  return { header, min, max, sum, count: hu.length };
 }
 
 function commonDirectory(paths: readonly string[]): string {

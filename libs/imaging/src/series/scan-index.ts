@@ -18,7 +18,7 @@ interface IndexEntry {
  * Version of the scan index format and of what a scan extracts from a file. Raise it when the
  * parser or the header fields change, so that indexes written before are ignored.
  */
-export const SCAN_INDEX_VERSION = 1;
+export const SCAN_INDEX_VERSION = 2;
 
 /**
  * Results of earlier scans, per file path, valid while the file's size and modification time

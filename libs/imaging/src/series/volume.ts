@@ -59,23 +59,30 @@ export async function loadSeriesVolume(files: readonly string[], limits: ReadLim
   return { hu, slices: hu.length / sliceSize, rows, columns, pixelSpacing, sliceSpacing };
 }
 
-// The same volume as loadSeriesVolume, with files decoded on the pool's worker threads.
+// The same volume as loadSeriesVolume, with files parsed and decoded on the pool's worker
+// threads. With uniform spacing the workers write each frame straight into the volume.
 async function loadWithPool(files: readonly string[], limits: ReadLimits, pool: DecodePool): Promise<Volume> {
-  const decoded = await pool.decodeFiles(files, limits);
-  const frames = decoded.flatMap((file) => file.headers.map((header, frame) => ({ header, hu: file.frames[frame] })));
+  const batch = await pool.parseFiles(files, limits);
+  const frames = batch.files.flatMap((file, index) => file.headers.map((header, frame) => ({ file: index, frame, header })));
   const assembly = assembleSeries(frames.map((entry) => entry.header));
-  if (!assembly.ok) throw new SeriesAssemblyError(assembly.code, assembly.reason);
+  if (!assembly.ok) {
+    await batch.release();
+    throw new SeriesAssemblyError(assembly.code, assembly.reason);
+  }
 
   const { order, positions, rows, columns, pixelSpacing, sliceSpacing, uniform } = assembly.geometry;
   const sliceSize = rows * columns;
-  const ordered = order.map((index) => frames[index].hu);
-  if (!uniform) {
-    const hu = resampleAlongNormal(ordered, positions, sliceSpacing, sliceSize);
-    return { hu, slices: hu.length / sliceSize, rows, columns, pixelSpacing, sliceSpacing };
-  }
-  const hu = new Float32Array(ordered.length * sliceSize);
-  ordered.forEach((slice, position) => hu.set(slice, position * sliceSize));
-  return { hu, slices: ordered.length, rows, columns, pixelSpacing, sliceSpacing };
+  const shared = new SharedArrayBuffer(order.length * sliceSize * Float32Array.BYTES_PER_ELEMENT);
+  await batch.decodeInto(
+    shared,
+    order.map((index, position) => ({ file: frames[index].file, frame: frames[index].frame, at: position * sliceSize })),
+  );
+  const ordered = new Float32Array(shared);
+  if (uniform) return { hu: ordered, slices: order.length, rows, columns, pixelSpacing, sliceSpacing };
+
+  const slices = order.map((_, position) => ordered.subarray(position * sliceSize, (position + 1) * sliceSize));
+  const hu = resampleAlongNormal(slices, positions, sliceSpacing, sliceSize);
+  return { hu, slices: hu.length / sliceSize, rows, columns, pixelSpacing, sliceSpacing };
 }
 
 // Files read and parsed at the same time; reads overlap with parsing, and memory stays a few files.

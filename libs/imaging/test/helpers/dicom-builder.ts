@@ -154,3 +154,55 @@ export function ctSliceElements(spec: CtSliceSpec = {}): BuiltElement[] {
   if (spec.kernel !== undefined) elements.push({ tag: 0x00181210, vr: 'SH', value: spec.kernel });
   return elements;
 }
+
+/**
+ * Writes a Part 10 file in the given compressed transfer syntax: the elements, then PixelData
+ * encapsulated as an empty Basic Offset Table and one fragment per entry of `fragments`.
+ */
+export function encapsulatedPart10(elements: BuiltElement[], transferSyntaxUID: string, fragments: Uint8Array[]): Uint8Array {
+  const item = (bytes: Uint8Array) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt16LE(0xfffe, 0);
+    head.writeUInt16LE(0xe000, 2);
+    head.writeUInt32LE(bytes.length, 4);
+    return Buffer.concat([head, bytes]);
+  };
+  const withoutPixels = elements.filter((element) => element.tag !== 0x7fe00010);
+  // (7FE0,0010) OB, two reserved bytes, undefined length.
+  const pixelHeader = Buffer.from([0xe0, 0x7f, 0x10, 0x00, 0x4f, 0x42, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+  const delimiter = Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+  const items = [new Uint8Array(0), ...fragments].map(item);
+  return new Uint8Array(Buffer.concat([part10(withoutPixels, transferSyntaxUID), pixelHeader, ...items, delimiter]));
+}
+
+/** Transfer syntax UID of RLE Lossless. */
+export const RLE_LOSSLESS = '1.2.840.10008.1.2.5';
+
+/**
+ * One RLE Lossless frame (PS3.5 Annex G) of rows x rows 16-bit samples, all equal to `value`:
+ * each of the two byte planes is coded as runs of 128 equal bytes (PackBits header 0x81).
+ */
+export function uniformRleFrame(rows: number, value: number): Uint8Array {
+  const runs = (rows * rows) / 128;
+  const plane = (byte: number) => {
+    const segment = new Uint8Array(runs * 2);
+    for (let run = 0; run < runs; run++) segment.set([0x81, byte], run * 2);
+    return segment;
+  };
+  const high = plane(value >> 8);
+  const low = plane(value & 0xff);
+  const header = new Uint8Array(64);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, 2, true);
+  view.setUint32(4, 64, true);
+  view.setUint32(8, 64 + high.length, true);
+  return new Uint8Array(Buffer.concat([header, high, low]));
+}
+
+/** An RLE Lossless CT file of one rows x rows frame whose stored values all equal `value`. */
+export function uniformRleFile(rows: number, value: number, spec: CtSliceSpec = {}): Uint8Array {
+  const size = new Set([0x00280010, 0x00280011]);
+  const elements = ctSliceElements(spec).filter((element) => !size.has(element.tag));
+  elements.push({ tag: 0x00280010, vr: 'US', value: [rows] }, { tag: 0x00280011, vr: 'US', value: [rows] });
+  return encapsulatedPart10(elements, RLE_LOSSLESS, [uniformRleFrame(rows, value)]);
+}

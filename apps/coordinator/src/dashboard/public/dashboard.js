@@ -91,6 +91,9 @@ async function refresh() {
       if (error.status === 401) {
         sessionStorage.removeItem(TOKEN_KEY);
         showLogin('The admin token was not accepted.');
+      } else if (error.status === 429) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        showLogin('Too many wrong admin tokens from this address: wait a minute, then enter the token again.');
       } else {
         console.error('dashboard refresh failed', error);
       }
@@ -217,6 +220,11 @@ function renderSites(sites) {
   );
 }
 
+// A rejected update shows the code sent to its site, e.g. "hospital-c (rejected: update_norm_outlier)".
+function leftOutText(l) {
+  return l.reason === 'rejected' ? `${l.site} (rejected: ${l.code})` : `${l.site} (${l.reason.replace('_', ' ')})`;
+}
+
 function renderRounds(rounds) {
   fill(
     'rounds',
@@ -229,7 +237,7 @@ function renderRounds(rounds) {
         element('td', {}, r.modelVersionOut === null ? `v${r.modelVersionIn} →` : `v${r.modelVersionIn} → v${r.modelVersionOut}`),
         element('td', {}, r.participants.join(', ') || '—'),
         element('td', {}, duration(r.durationS)),
-        element('td', {}, r.leftOut.map((l) => `${l.site} (${l.reason.replace('_', ' ')})`).join(', ') || '—'),
+        element('td', {}, r.leftOut.map(leftOutText).join(', ') || '—'),
       ),
     ),
   );

@@ -1,13 +1,16 @@
 import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 import { jsonColumn } from '../json-column';
+import type { ErrorCode } from '@covnet/protocol';
 import type { RoundState } from '../../rounds/round-state';
 
 /** Reason a participant's update is missing from a round's aggregate. */
-export type LeftOutReason = 'disconnected' | 'missed_deadline' | 'revoked';
+export type LeftOutReason = 'disconnected' | 'missed_deadline' | 'revoked' | 'rejected';
 
 export interface LeftOutSite {
   site: string;
   reason: LeftOutReason;
+  /** With reason `rejected`: the code the site was told for its last rejected update. */
+  code?: ErrorCode;
 }
 
 /** One training round of an experiment, updated on every state transition. */
