@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { initBackend } from '@covnet/model';
 import { defaultCacheDir } from '../archive/cache-dir';
 import { SiteArchive } from '../archive/site-archive';
 import { FederationAgent } from '../federation/agent';
@@ -8,6 +7,7 @@ import { log } from '../log';
 import { AGENT_VERSION } from '../version';
 import { parseCommand, UsageError } from './args';
 import { gpuName } from './gpu-name';
+import { chooseAndLogBackend } from './backend-choice';
 
 /** Flags of `run`. */
 export const RUN_OPTIONS = {
@@ -40,8 +40,7 @@ export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promis
 
   const cacheDir = resolve(values['cache-dir'] ?? defaultCacheDir());
   const archive = await SiteArchive.open(resolve(values.archive), { cacheDir });
-  const backendChoice = await initBackend();
-  log.info(backendChoice, 'backend chosen');
+  const backendChoice = await chooseAndLogBackend();
   const agent = new FederationAgent({
     coordinatorUrl: values.coordinator,
     token,
