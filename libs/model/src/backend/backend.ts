@@ -182,6 +182,8 @@ class NoGpuDeviceError extends Error {
  * `isUsingGpuDevice` when it is created, from whether libtensorflow listed a GPU device,
  * and libtensorflow lists none when no CUDA device is visible or the CUDA or cuDNN libraries
  * fail to load.
+ * NOTE: this follows tfjs-node's source (NodeJSKernelBackend); it has run only against a
+ * stand-in backend, because tfjs-node-gpu could not be installed where it was written.
  */
 function nativeDevice(): 'gpu' | 'cpu' | 'unknown' {
   const flag = (tf.backend() as { isUsingGpuDevice?: unknown }).isUsingGpuDevice;
