@@ -29,30 +29,43 @@ function progress(message: string): void {
   process.stderr.write(`covnet: ${message}\n`);
 }
 
-/** Seconds to predict one 64-slice exam: the fastest of INFER_RUNS runs after a warm-up. */
-async function inferSeconds(workers: number): Promise<number> {
+/** One measured run: wall-clock seconds and CPU seconds of the whole process (all threads). */
+interface Run {
+  wallSeconds: number;
+  cpuSeconds: number;
+}
+
+async function measure(action: () => Promise<unknown>): Promise<Run> {
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  await action();
+  const cpu = process.cpuUsage(cpuBefore);
+  return { wallSeconds: (performance.now() - started) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+}
+
+/** Measures predict on one 64-slice exam: the fastest of INFER_RUNS runs after a warm-up. */
+async function inferRuns(workers: number): Promise<{ seconds: number; cpuSeconds: number }> {
   const model = createCovnet({ backbone: 'resnet50', inputSize: INPUT_SIZE, seed: 1, workers });
   try {
     const exam = syntheticExam(INFER_SLICES, 0);
     await model.predict(exam);
-    const seconds: number[] = [];
+    const runs: Run[] = [];
     for (let run = 0; run < INFER_RUNS; run++) {
-      const started = performance.now();
-      await model.predict(exam);
-      seconds.push((performance.now() - started) / 1000);
-      progress(`${workers} thread(s): predict ${INFER_SLICES} slices in ${seconds[run].toFixed(2)} s`);
+      runs.push(await measure(() => model.predict(exam)));
+      progress(`${workers} thread(s): predict ${INFER_SLICES} slices in ${runs[run].wallSeconds.toFixed(2)} s (${runs[run].cpuSeconds.toFixed(2)} s of CPU)`);
     }
-    return Math.min(...seconds);
+    return { seconds: Math.min(...runs.map((r) => r.wallSeconds)), cpuSeconds: Math.min(...runs.map((r) => r.cpuSeconds)) };
   } finally {
     model.dispose();
   }
 }
 
-/** Training slices per second: the fastest of TRAIN_STEPS Adam steps after a warm-up step. */
-async function trainSlicesPerSecond(workers: number): Promise<number> {
+/** Measures training slices per second and CPU seconds per slice: the best of TRAIN_STEPS Adam steps after a warm-up step. */
+async function trainRuns(workers: number): Promise<{ slicesPerSecond: number; cpuSecondsPerSlice: number }> {
   const model = createCovnet({ backbone: 'resnet50', inputSize: INPUT_SIZE, seed: 1, workers });
   try {
     const examsPerStep = TRAIN_EXAMS_PER_THREAD * workers;
+    const slicesPerStep = examsPerStep * TRAIN_SLICES_PER_EXAM;
     const exams: LabelledExam[] = Array.from({ length: examsPerStep }, (_, i) => ({
       input: syntheticExam(TRAIN_SLICES_PER_EXAM, i + 1),
       label: (i % 3) as 0 | 1 | 2,
@@ -60,14 +73,16 @@ async function trainSlicesPerSecond(workers: number): Promise<number> {
     // BN recalibration is a forward pass at the end of a round, not part of a step.
     const hyper = { epochs: 1, learningRate: 1e-4, batchSize: examsPerStep, recalibrateBatchNorm: false };
     await model.trainLocal(exams, hyper);
-    const rates: number[] = [];
+    const runs: Run[] = [];
     for (let step = 0; step < TRAIN_STEPS; step++) {
-      const started = performance.now();
-      await model.trainLocal(exams, hyper);
-      rates.push((examsPerStep * TRAIN_SLICES_PER_EXAM) / ((performance.now() - started) / 1000));
-      progress(`${workers} thread(s): training step at ${rates[step].toFixed(2)} slices/s`);
+      runs.push(await measure(() => model.trainLocal(exams, hyper)));
+      const rate = slicesPerStep / runs[step].wallSeconds;
+      progress(`${workers} thread(s): training step at ${rate.toFixed(2)} slices/s (${(runs[step].cpuSeconds / slicesPerStep).toFixed(2)} s of CPU per slice)`);
     }
-    return Math.max(...rates);
+    return {
+      slicesPerSecond: slicesPerStep / Math.min(...runs.map((r) => r.wallSeconds)),
+      cpuSecondsPerSlice: Math.min(...runs.map((r) => r.cpuSeconds)) / slicesPerStep,
+    };
   } finally {
     model.dispose();
   }
@@ -77,7 +92,10 @@ async function trainSlicesPerSecond(workers: number): Promise<number> {
  * COVNet-ResNet-50 at 224 pixels on the backend that initBackend chooses: seconds per
  * 64-slice exam and training slices per second, with one wasm worker thread per core and,
  * for comparison, in the main thread alone. Each figure is the best of a few runs, because
- * on a shared machine other jobs only ever slow a run down.
+ * on a shared machine other jobs only ever slow a run down. The CPU figures count the
+ * seconds that all threads of this process ran. Other jobs change them less than the
+ * wall-clock figures, though still through shared caches and memory bandwidth, so they
+ * suit comparing runs taken at different loads.
  */
 export async function benchCovnet() {
   const choice = await initBackend();
@@ -85,15 +103,21 @@ export async function benchCovnet() {
   // Worker threads are how wasm uses several cores; a native backend has its own threads.
   const workers = choice.rung === 'wasm' ? Math.max(1, cpus().length) : 1;
   const note = `backend ${choice.rung}, ${workers} worker thread(s)`;
+  const infer = await inferRuns(workers);
+  const train = await trainRuns(workers);
   const figures = [
-    { name: 'covnet.resnet50.infer_s_per_exam64', value: await inferSeconds(workers), unit: 's', note },
-    { name: 'covnet.resnet50.train_slices_per_s', value: await trainSlicesPerSecond(workers), unit: 'slices/s', note },
+    { name: 'covnet.resnet50.infer_s_per_exam64', value: infer.seconds, unit: 's', note },
+    { name: 'covnet.resnet50.train_slices_per_s', value: train.slicesPerSecond, unit: 'slices/s', note },
+    { name: 'covnet.resnet50.infer_cpu_s_per_exam64', value: infer.cpuSeconds, unit: 's', note },
+    { name: 'covnet.resnet50.train_cpu_s_per_slice', value: train.cpuSecondsPerSlice, unit: 's', note },
   ];
   if (workers > 1) {
     const single = `backend ${choice.rung}, main thread only`;
+    const singleInfer = await inferRuns(1);
+    const singleTrain = await trainRuns(1);
     figures.push(
-      { name: 'covnet.resnet50.infer_s_per_exam64_1thread', value: await inferSeconds(1), unit: 's', note: single },
-      { name: 'covnet.resnet50.train_slices_per_s_1thread', value: await trainSlicesPerSecond(1), unit: 'slices/s', note: single },
+      { name: 'covnet.resnet50.infer_s_per_exam64_1thread', value: singleInfer.seconds, unit: 's', note: single },
+      { name: 'covnet.resnet50.train_slices_per_s_1thread', value: singleTrain.slicesPerSecond, unit: 'slices/s', note: single },
     );
   }
   return figures;

@@ -233,6 +233,56 @@ describe('synthesizeExam', () => {
     expect(new Set(exams.map((exam) => exam.slices)).size).toBeGreaterThan(1);
   });
 
+  describe('when reporting the lesion mask', () => {
+    // Mean HU of lung voxels inside and outside the lesion mask.
+    function meanHuByLesion(exam: SyntheticExam): { lesion: number; clear: number } {
+      const sums = { lesion: 0, clear: 0 };
+      const counts = { lesion: 0, clear: 0 };
+      for (let i = 0; i < exam.hu.length; i++) {
+        if (exam.lungMask[i] === 0) continue;
+        const part = exam.lesionMask[i] === 1 ? 'lesion' : 'clear';
+        sums[part] += exam.hu[i];
+        counts[part]++;
+      }
+      return { lesion: sums.lesion / counts.lesion, clear: sums.clear / counts.clear };
+    }
+
+    for (const label of ['covid19', 'cap'] as const) {
+      it(`marks lung voxels only and counts them (${label})`, () => {
+        const exam = synthesizeExam({ seed: 4, label, size: 64 });
+        let marked = 0;
+        let outsideLung = 0;
+        exam.lesionMask.forEach((value, i) => {
+          marked += value;
+          if (value === 1 && exam.lungMask[i] === 0) outsideLung++;
+        });
+        expect(exam.lesionMask).toHaveLength(exam.hu.length);
+        expect(marked).toBe(exam.lesionVoxels);
+        expect(marked).toBeGreaterThan(100);
+        expect(outsideLung).toBe(0);
+      });
+    }
+
+    it('marks the dense consolidation of cap', () => {
+      // Consolidation is 0 to 50 HU at its core and fades into lung (about -850 HU) at its edge.
+      const { lesion, clear } = meanHuByLesion(synthesizeExam({ seed: 4, label: 'cap', size: 64 }));
+      expect(lesion).toBeGreaterThan(-400);
+      expect(clear).toBeLessThan(-700);
+    });
+
+    it('marks the ground glass of covid19', () => {
+      // Ground glass is -550 to -350 HU at its core, at least 300 HU above normal lung.
+      const { lesion, clear } = meanHuByLesion(synthesizeExam({ seed: 4, label: 'covid19', size: 64 }));
+      expect(lesion - clear).toBeGreaterThan(150);
+    });
+
+    it('is empty for non_pneumonia', () => {
+      const exam = synthesizeExam({ seed: 4, label: 'non_pneumonia', size: 64 });
+      expect(exam.lesionMask.every((value) => value === 0)).toBe(true);
+      expect(exam.lesionVoxels).toBe(0);
+    });
+  });
+
   describe('when computing the lung mask', () => {
     it('finds two lungs that match the phantom', () => {
       const exam = synthesizeExam({ seed: 11, label: 'covid19' });

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BackendUnavailableError, chooseBackend, initBackend } from '../src';
 
 function moduleNotFound(name: string): Error {
@@ -54,9 +54,89 @@ describe('initBackend', () => {
         expect(choice.reason).toContain(cudaError);
         expect(warning).toHaveBeenCalledTimes(1);
         expect(String(warning.mock.calls[0][0])).toContain('@tensorflow/tfjs-node-gpu is installed but failed to load');
+        expect(choice.warnings).toEqual([warning.mock.calls[0][0]]);
       } finally {
         warning.mockRestore();
       }
+    });
+  });
+
+  // tfjs-node-gpu cannot be installed here (its install downloads libtensorflow), so these
+  // tests load a stand-in: a module whose loading registers a 'tensorflow' backend that
+  // reports the device the way tfjs-node's NodeJSKernelBackend does, in isUsingGpuDevice.
+  describe('when tfjs-node-gpu loads', () => {
+    class NativeBackendStandIn extends tf.KernelBackend {
+      readonly isGPUPackage = true;
+
+      constructor(readonly isUsingGpuDevice: unknown) {
+        super();
+      }
+
+      override dispose(): void {}
+    }
+
+    function gpuPackageLoader(isUsingGpuDevice: unknown): (name: string) => unknown {
+      return vi.fn((name: string) => {
+        if (name !== '@tensorflow/tfjs-node-gpu') {
+          throw moduleNotFound(name);
+        }
+        tf.registerBackend('tensorflow', () => new NativeBackendStandIn(isUsingGpuDevice));
+        return {};
+      });
+    }
+
+    let warning: ReturnType<typeof vi.spyOn>;
+    beforeEach(() => {
+      warning = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    });
+    afterEach(async () => {
+      warning.mockRestore();
+      await tf.setBackend('wasm');
+      tf.removeBackend('tensorflow');
+    });
+
+    describe('and TensorFlow uses a GPU', () => {
+      it('chooses the GPU rung quietly', async () => {
+        const choice = await chooseBackend({}, gpuPackageLoader(true));
+        expect(choice.rung).toBe('tensorflow-gpu');
+        expect(choice.backend).toBe('tensorflow');
+        expect(tf.getBackend()).toBe('tensorflow');
+        expect(choice.attempts).toEqual([{ name: 'tensorflow-gpu' }]);
+        expect(choice.warnings).toEqual([]);
+        expect(warning).not.toHaveBeenCalled();
+      });
+    });
+
+    describe('and TensorFlow found no GPU device', () => {
+      it('falls to the tensorflow rung and warns', async () => {
+        const load = gpuPackageLoader(false);
+        const choice = await chooseBackend({}, load);
+        expect(choice.rung).toBe('tensorflow');
+        expect(choice.backend).toBe('tensorflow');
+        expect(tf.getBackend()).toBe('tensorflow');
+        // tfjs-node is not loaded on top: the GPU package's TensorFlow already runs on the CPU.
+        expect(load).toHaveBeenCalledTimes(1);
+        expect(choice.attempts).toHaveLength(2);
+        expect(choice.attempts[0].name).toBe('tensorflow-gpu');
+        expect(choice.attempts[0].error).toMatch(/^TensorFlow found no GPU device \(.*libcudnn/);
+        expect(choice.attempts[1]).toEqual({ name: 'tensorflow' });
+        expect(choice.reason).toMatch(/^Using tensorflow: tensorflow-gpu failed \(TensorFlow found no GPU device/);
+        expect(choice.reason).toContain('runs on the CPU');
+        expect(choice.warnings).toHaveLength(1);
+        expect(choice.warnings[0]).toMatch(/^@tensorflow\/tfjs-node-gpu loaded, but TensorFlow found no GPU device/);
+        expect(warning).toHaveBeenCalledTimes(1);
+        expect(warning.mock.calls[0]).toEqual([choice.warnings[0], 'BackendWarning']);
+      });
+    });
+
+    describe('and its backend does not report the device', () => {
+      it('keeps the GPU rung and warns', async () => {
+        const choice = await chooseBackend({}, gpuPackageLoader(undefined));
+        expect(choice.rung).toBe('tensorflow-gpu');
+        expect(choice.warnings).toHaveLength(1);
+        expect(choice.warnings[0]).toContain('does not report whether TensorFlow found a GPU');
+        expect(warning).toHaveBeenCalledTimes(1);
+      });
     });
   });
 

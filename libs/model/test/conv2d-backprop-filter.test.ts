@@ -9,7 +9,7 @@ interface FilterCase {
   name: string;
   xShape: [number, number, number, number];
   filterShape: [number, number, number, number];
-  strides: number;
+  strides: number | [number, number];
   pad: Pad;
 }
 
@@ -21,6 +21,8 @@ const CASES: FilterCase[] = [
   { name: '7x7 stride 1 valid', xShape: [2, 11, 11, 2], filterShape: [7, 7, 2, 3], strides: 1, pad: 'valid' },
   { name: '1x1 stride 1 same', xShape: [2, 5, 5, 6], filterShape: [1, 1, 6, 4], strides: 1, pad: 'same' },
   { name: '1x1 stride 2 valid', xShape: [3, 8, 8, 4], filterShape: [1, 1, 4, 6], strides: 2, pad: 'valid' },
+  { name: '1x1 stride 2 valid, odd size', xShape: [1, 7, 9, 4], filterShape: [1, 1, 4, 3], strides: 2, pad: 'valid' },
+  { name: '1x1 strides 2 and 3 same', xShape: [2, 9, 10, 5], filterShape: [1, 1, 5, 2], strides: [2, 3], pad: 'same' },
   {
     name: '3x3 stride 2 explicit asymmetric',
     xShape: [2, 8, 7, 3],

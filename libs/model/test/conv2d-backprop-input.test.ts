@@ -26,6 +26,8 @@ const CASES: InputCase[] = [
   { name: '1x1 stride 2, even size', xShape: [3, 8, 8, 4], filterShape: [1, 1, 4, 6], strides: 2, pad: 'valid' },
   { name: '1x1 stride 2, odd size', xShape: [1, 7, 9, 4], filterShape: [1, 1, 4, 3], strides: 2, pad: 'valid' },
   { name: '3x3 strides 2 and 1', xShape: [2, 9, 8, 3], filterShape: [3, 3, 3, 2], strides: [2, 1], pad: 'same' },
+  // Some input pixels fall between the taps of every window, so their gradient is 0.
+  { name: '2x2 stride 3, filter narrower than the stride', xShape: [2, 10, 11, 2], filterShape: [2, 2, 2, 3], strides: 3, pad: 'valid' },
   {
     name: '3x3 stride 2 explicit asymmetric',
     xShape: [2, 8, 7, 3],

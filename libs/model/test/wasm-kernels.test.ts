@@ -53,6 +53,37 @@ describe('Sum and Mean on wasm', () => {
   });
 });
 
+describe('Identity on wasm', () => {
+  describe('when a tensor is cloned', () => {
+    it('shares the buffer until the last copy is disposed', async () => {
+      await initBackend({ prefer: 'wasm' });
+      await tf.setBackend('wasm');
+      const backend = tf.backend();
+      const buffersBefore = backend.numDataIds();
+      const x = tf.tensor2d([1.5, -2, 3.25, 0], [2, 2]);
+      const clone = tf.clone(x);
+      expect(backend.numDataIds()).toBe(buffersBefore + 1);
+
+      x.dispose();
+      expect(Array.from(await clone.data())).toEqual([1.5, -2, 3.25, 0]);
+      expect(clone.shape).toEqual([2, 2]);
+      clone.dispose();
+      expect(backend.numDataIds()).toBe(buffersBefore);
+    });
+  });
+
+  describe('when a string tensor is cloned', () => {
+    it('copies it with the built-in kernel', async () => {
+      await tf.setBackend('wasm');
+      const x = tf.tensor1d(['a', 'bc']);
+      const clone = tf.clone(x);
+      x.dispose();
+      expect(await clone.array()).toEqual(['a', 'bc']);
+      clone.dispose();
+    });
+  });
+});
+
 /** The batch-norm formula from elementary ops, whose gradients tfjs-core defines on its own. */
 function composedBatchNorm(x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, offset: tf.Tensor, scale: tf.Tensor): tf.Tensor {
   return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-3))), scale), offset);

@@ -1,12 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { CLASS_NAMES } from '@covnet/protocol';
-import { initBackend } from '@covnet/model';
 import { loadExamInput } from '../archive/site-archive';
 import { parseCommand, positiveInteger, UsageError } from './args';
 import { mostSuspiciousSlices, renderOverlayPng } from './heatmap-overlay';
 import { loadCheckpoint } from './model-file';
-import { log } from '../log';
+import { chooseAndLogBackend } from './backend-choice';
 
 const USAGE = 'infer EXAM_DIR --model CHECKPOINT [--out DIR] [--slices N] [--class NAME] [--json]';
 
@@ -35,8 +34,7 @@ export async function inferCommand(args: string[]): Promise<number> {
   const examDir = resolve(positionals[0]);
   const outDir = resolve(values.out ?? `infer-${basename(examDir)}`);
 
-  const backendChoice = await initBackend();
-  log.info({ backend: backendChoice.backend, reason: backendChoice.reason }, 'backend chosen');
+  const backendChoice = await chooseAndLogBackend();
   const { covnet, spec, sha256 } = await loadCheckpoint(resolve(values.model));
   try {
     const started = Date.now();

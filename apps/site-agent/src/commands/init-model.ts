@@ -1,9 +1,9 @@
 import { resolve } from 'node:path';
 import { encodeWeights, sha256Hex } from '@covnet/protocol';
-import { createCovnet, initBackend } from '@covnet/model';
+import { createCovnet } from '@covnet/model';
 import { parseCommand, positiveInteger, UsageError } from './args';
 import { writeFileAtomic } from './model-file';
-import { log } from '../log';
+import { chooseAndLogBackend } from './backend-choice';
 
 const BACKBONES = ['small', 'resnet18', 'resnet50'] as const;
 
@@ -26,8 +26,7 @@ export async function initModelCommand(args: string[]): Promise<number> {
   const maxSlices = positiveInteger(values['max-slices'], 'max-slices');
   const seed = positiveInteger(values.seed, 'seed');
 
-  const backendChoice = await initBackend();
-  log.info(backendChoice, 'backend chosen');
+  const backendChoice = await chooseAndLogBackend();
   const covnet = createCovnet({ backbone, inputSize, seed });
   try {
     const payload = encodeWeights(covnet.getNamedWeights(), 'float32', { backbone, inputSize, maxSlices, seed });

@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { initBackend } from '@covnet/model';
 import { defaultCacheDir } from '../archive/cache-dir';
 import { SiteArchive } from '../archive/site-archive';
 import { FederationAgent } from '../federation/agent';
@@ -9,6 +8,7 @@ import { log } from '../log';
 import { AGENT_VERSION } from '../version';
 import { parseCommand, parseDecodeThreads, UsageError } from './args';
 import { gpuName } from './gpu-name';
+import { chooseAndLogBackend } from './backend-choice';
 
 /** Flags of `run`. */
 export const RUN_OPTIONS = {
@@ -58,8 +58,7 @@ export async function runCommand(args: string[], env: NodeJS.ProcessEnv): Promis
   const cacheDir = resolve(values['cache-dir'] ?? defaultCacheDir());
   const decodeThreads = parseDecodeThreads(values['decode-threads']);
   const archive = await SiteArchive.open(resolve(values.archive), { cacheDir, decodeThreads });
-  const backendChoice = await initBackend();
-  log.info(backendChoice, 'backend chosen');
+  const backendChoice = await chooseAndLogBackend();
   const agent = new FederationAgent({
     coordinatorUrl: values.coordinator,
     token,

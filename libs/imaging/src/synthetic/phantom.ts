@@ -29,7 +29,12 @@ export interface SyntheticExam {
   sliceThickness: number;
   /** Ground truth lung parenchyma, 1 inside a lung (lesions and vessels included). */
   lungMask: Uint8Array;
-  /** Voxels changed by a pneumonia lesion (GGO or consolidation), 0 for non-pneumonia. */
+  /**
+   * Ground truth pneumonia lesions (ground-glass opacity or consolidation): 1 where a lesion's
+   * blending weight in the voxel exceeds 0.05, all 0 for non_pneumonia. Nodules are not lesions here.
+   */
+  lesionMask: Uint8Array;
+  /** Number of voxels set in lesionMask. */
   lesionVoxels: number;
 }
 
@@ -115,6 +120,7 @@ export function synthesizeExam(opts: SynthesizeOptions): SyntheticExam {
 
   const hu = new Float32Array(slices * size * size);
   const lungMask = new Uint8Array(slices * size * size);
+  const lesionMask = new Uint8Array(slices * size * size);
   let lesionVoxels = 0;
 
   for (let k = 0; k < slices; k++) {
@@ -142,7 +148,10 @@ export function synthesizeExam(opts: SynthesizeOptions): SyntheticExam {
               lesionHu = lesion.hu;
             }
           }
-          if (lesionWeight > 0.05) lesionVoxels++;
+          if (lesionWeight > 0.05) {
+            lesionMask[index] = 1;
+            lesionVoxels++;
+          }
           value += lesionWeight * (lesionHu - value);
 
           for (const tube of bronchograms) {
@@ -177,6 +186,7 @@ export function synthesizeExam(opts: SynthesizeOptions): SyntheticExam {
     sliceSpacing,
     sliceThickness: sliceSpacing,
     lungMask,
+    lesionMask,
     lesionVoxels,
   };
 }

@@ -21,6 +21,11 @@ export interface BackendChoice {
   rung: BackendName;
   reason: string;
   attempts: BackendAttempt[];
+  /**
+   * Problems that a site admin should fix, such as an installed native package that failed
+   * to load, or tfjs-node-gpu running on the CPU. Each one was also emitted as a process warning.
+   */
+  warnings: string[];
 }
 
 export interface InitBackendOptions {
@@ -86,25 +91,51 @@ export async function chooseBackend(opts: InitBackendOptions, load: ModuleLoader
     throw new Error(`Unknown backend '${prefer}': expected one of ${BACKEND_LADDER.join(', ')}.`);
   }
   const attempts: BackendAttempt[] = [];
+  const warnings: string[] = [];
+  const warn = (message: string): void => {
+    warnings.push(message);
+    process.emitWarning(message, 'BackendWarning');
+  };
   const skipped = BACKEND_LADDER.slice(0, start);
+  let gpuPackageOnCpu = false;
 
   for (const rung of BACKEND_LADDER.slice(start)) {
     if (rung === 'cpu' && opts.allowCpuTraining !== true) {
       attempts.push({ name: 'cpu', error: 'not allowed: pass allowCpuTraining: true to accept the cpu backend' });
       break;
     }
+    if (rung === 'tensorflow' && gpuPackageOnCpu) {
+      // tfjs-node-gpu is loaded and runs libtensorflow on the CPU, which is what tfjs-node
+      // would give. Both register a backend named 'tensorflow', and tfjs-core keeps the first
+      // registration of a name, so loading tfjs-node now would not replace it.
+      attempts.push({ name: 'tensorflow' });
+      const reason = `${describeChoice(rung, skipped, attempts)} The 'tensorflow' backend of ${NATIVE_PACKAGES['tensorflow-gpu']} runs on the CPU.`;
+      return { backend: 'tensorflow', rung, reason, attempts, warnings };
+    }
     try {
       const backend = await activate(rung, load);
+      if (rung === 'tensorflow-gpu') {
+        const device = nativeDevice();
+        if (device === 'cpu') {
+          throw new NoGpuDeviceError();
+        }
+        if (device === 'unknown') {
+          warn(`${NATIVE_PACKAGES[rung]} loaded, but its backend does not report whether TensorFlow found a GPU (no boolean isUsingGpuDevice); training may run on the CPU.`);
+        }
+      }
       attempts.push({ name: rung });
-      return { backend, rung, reason: describeChoice(rung, skipped, attempts), attempts };
+      return { backend, rung, reason: describeChoice(rung, skipped, attempts), attempts, warnings };
     } catch (err) {
       const message = firstLine(err instanceof Error ? err.message : String(err));
       attempts.push({ name: rung, error: message });
-      if (rung !== 'wasm' && rung !== 'cpu' && !isModuleNotFound(err)) {
+      if (err instanceof NoGpuDeviceError) {
+        gpuPackageOnCpu = true;
+        warn(`${NATIVE_PACKAGES['tensorflow-gpu']} loaded, but ${message}: using its TensorFlow on the CPU instead.`);
+      } else if (rung !== 'wasm' && rung !== 'cpu' && !isModuleNotFound(err)) {
         // The package is installed but its native library failed to load (missing CUDA,
         // wrong glibc, ...). That is a broken site set-up, not an absent option, so it
         // also goes to the process warning channel.
-        process.emitWarning(`${NATIVE_PACKAGES[rung]} is installed but failed to load: ${message}`, 'BackendWarning');
+        warn(`${NATIVE_PACKAGES[rung]} is installed but failed to load: ${message}`);
       }
     }
   }
@@ -119,8 +150,6 @@ async function activate(rung: BackendName, load: ModuleLoader): Promise<string> 
     case 'tensorflow': {
       load(NATIVE_PACKAGES[rung]);
       // Both native packages register their backend under the name 'tensorflow'.
-      // NOTE: with tfjs-node-gpu, libtensorflow may still fall back to the CPU when CUDA
-      // libraries are missing. This function does not check which device TF picked.
       if (tf.findBackend('tensorflow') === null) {
         throw new Error(`${NATIVE_PACKAGES[rung]} loaded but did not register the 'tensorflow' backend`);
       }
@@ -138,6 +167,30 @@ async function activate(rung: BackendName, load: ModuleLoader): Promise<string> 
       return 'cpu';
     }
   }
+}
+
+/** tfjs-node-gpu loaded, but libtensorflow registered no GPU device and computes on the CPU. */
+class NoGpuDeviceError extends Error {
+  constructor() {
+    super(`TensorFlow found no GPU device (no CUDA device visible, or libcudart or libcudnn missing; TensorFlow's own log above names the library it could not open)`);
+    this.name = 'NoGpuDeviceError';
+  }
+}
+
+/**
+ * Reads which device the active native backend computes on. tfjs-node's backend sets
+ * `isUsingGpuDevice` when it is created, from whether libtensorflow listed a GPU device,
+ * and libtensorflow lists none when no CUDA device is visible or the CUDA or cuDNN libraries
+ * fail to load.
+ * NOTE: this follows tfjs-node's source (NodeJSKernelBackend); it has run only against a
+ * stand-in backend, because tfjs-node-gpu could not be installed where it was written.
+ */
+function nativeDevice(): 'gpu' | 'cpu' | 'unknown' {
+  const flag = (tf.backend() as { isUsingGpuDevice?: unknown }).isUsingGpuDevice;
+  if (typeof flag !== 'boolean') {
+    return 'unknown';
+  }
+  return flag ? 'gpu' : 'cpu';
 }
 
 async function setAndCheck(name: string): Promise<void> {

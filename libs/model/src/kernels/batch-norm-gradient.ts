@@ -26,13 +26,16 @@ export const fusedBatchNormGradConfig: tf.GradConfig = {
     // and a value cached by one closure would be disposed before the next one runs. The
     // per-channel result lives until the backward pass ends; its full-size inputs do not.
     const centredDot = tf.tidy(() => sumToParam(tf.mul(gradient, tf.sub(x, mean))));
+    // The mean and offset gradients share sum(dy), a full pass over the activation.
+    const gradientSum = sumToParam(gradient);
 
     return {
       x: () => tf.mul(gradient, inverseStdTimesScale),
-      mean: () => tf.mul(sumToParam(gradient), tf.neg(inverseStdTimesScale)),
+      mean: () => tf.mul(gradientSum, tf.neg(inverseStdTimesScale)),
       variance: () => tf.mul(centredDot, tf.mul(tf.mul(tf.pow(inverseStd, 3), scaleValue), -0.5)),
       scale: () => tf.mul(centredDot, inverseStd),
-      offset: () => sumToParam(gradient),
+      // A copy, because the engine disposes each input's gradient on its own.
+      offset: () => tf.clone(gradientSum),
     };
   },
 };

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { phaseSplitInputGradient } from './strided-input-gradient';
 import { handOver, wrapInput } from './wrap-input';
 
 /**
@@ -8,9 +9,10 @@ import { handOver, wrapInput } from './wrap-input';
  * largest cost of a ResNet-50 training step on wasm.
  *
  * The input gradient of a convolution is itself a convolution, run here on wasm's XNNPACK
- * Conv2D: dy is spread out by the forward stride (stride - 1 zeros between its pixels),
- * padded so that every input pixel sees every filter tap that touched it, and correlated
- * with the filter rotated by 180 degrees and with its channel axes swapped.
+ * Conv2D: dy is padded so that every input pixel receives every filter tap that touched it, and
+ * correlated with the filter rotated by 180 degrees and with its channel axes swapped. A
+ * strided filter wider than one pixel goes through phaseSplitInputGradient instead, and a
+ * strided 1x1 filter is correlated at the sampled pixels and spread out afterwards.
  */
 function conv2dBackpropInputWasm(args: {
   inputs: tf.NamedTensorInfoMap;
@@ -34,6 +36,16 @@ function conv2dBackpropInputWasm(args: {
   }
 
   const dyTensor = wrapInput(dy, backend) as tf.Tensor4D;
+  const strided = info.strideHeight > 1 || info.strideWidth > 1;
+  if (strided && (filterShape[0] > 1 || filterShape[1] > 1)) {
+    try {
+      // The filter is copied out of the heap first, because the phase convolutions allocate.
+      const filterValues = (backend.typedArrayFromHeap(filter) as Float32Array).slice();
+      return phaseSplitInputGradient(dyTensor, filterValues, filterShape, info, backend);
+    } finally {
+      dyTensor.dispose();
+    }
+  }
   const rotated = tf.tensor4d(rotateFilter(backend.typedArrayFromHeap(filter) as Float32Array, filterShape), [
     filterShape[0],
     filterShape[1],
