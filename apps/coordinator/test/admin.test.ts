@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeWeights, sha256Hex, type TrainTask } from '@covnet/protocol';
@@ -198,6 +198,25 @@ describe('admin API', () => {
       const models = await getJson(`${fixture.baseUrl}/api/models`);
       expect(models.body[0]).toMatchObject({ version: 0, sha256: sha256Hex(fixture.initialPayload), downloadUrl: '/api/models/0/download', best: false });
       expect((await getJson(`${fixture.baseUrl}/api/models/9/download`)).status).toBe(404);
+    });
+  });
+
+  describe('when an experiment names its initial model over REST', () => {
+    it('accepts only files inside the data folder', async () => {
+      fixture = await startFixture();
+      for (const initialModel of ['/etc/passwd', '../outside.cvnw', '.']) {
+        const response = await sendJson('POST', `${fixture.baseUrl}/api/experiments`, { name: 'outside', initialModel });
+        expect(response.status, initialModel).toBe(400);
+        expect(response.body.message, initialModel).toContain("initialModel must name a file inside the coordinator's data folder");
+      }
+
+      // Inside the data folder but not a weight file: created, then start answers 422 naming the file.
+      await writeFile(join(fixture.dataDir, 'not-weights.cvnw'), 'not weights');
+      const created = await sendJson('POST', `${fixture.baseUrl}/api/experiments`, { name: 'inside', initialModel: 'not-weights.cvnw' });
+      expect(created.status).toBe(201);
+      const started = await sendJson('POST', `${fixture.baseUrl}/api/experiments/inside/start`);
+      expect(started.status).toBe(422);
+      expect(started.body.message).toContain(`initial model ${join(fixture.dataDir, 'not-weights.cvnw')} is not a valid weight file`);
     });
   });
 

@@ -1,9 +1,12 @@
-import { Body, ConflictException, Controller, Get, HttpCode, Inject, NotFoundException, Param, Post, BadRequestException } from '@nestjs/common';
+import { isAbsolute, relative, resolve } from 'node:path';
+import { Body, ConflictException, Controller, Get, HttpCode, Inject, NotFoundException, Param, Post, BadRequestException, UnprocessableEntityException } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import { ExperimentSettingsError, parseExperimentSettings } from '../experiments/experiment-settings';
 import { ExperimentActionError } from '../experiments/experiment.service';
 import { ExperimentRuntimes } from '../experiments/experiment-runtimes';
 import type { ExperimentAction } from '../experiments/experiment-state';
+import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
+import { InitialModelError } from '../models/model-store.service';
 import { parseNameParam, quoteInput } from './name-param';
 
 const ACTIONS: readonly ExperimentAction[] = ['start', 'pause', 'stop'];
@@ -12,7 +15,10 @@ const ACTIONS: readonly ExperimentAction[] = ['start', 'pause', 'stop'];
 @ApiBearerAuth()
 @Controller('experiments')
 export class ExperimentsController {
-  constructor(@Inject(ExperimentRuntimes) private readonly experiments: ExperimentRuntimes) {}
+  constructor(
+    @Inject(ExperimentRuntimes) private readonly experiments: ExperimentRuntimes,
+    @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
+  ) {}
 
   @Get()
   @ApiOperation({ summary: 'Experiments with their state and settings' })
@@ -38,6 +44,7 @@ export class ExperimentsController {
       if (error instanceof ExperimentSettingsError) throw new BadRequestException(error.message);
       throw error;
     }
+    if (settings.initialModel !== undefined) settings.initialModel = this.initialModelInDataDir(settings.initialModel);
     try {
       return await this.experiments.create(settings);
     } catch (error) {
@@ -62,7 +69,20 @@ export class ExperimentsController {
       if (error instanceof ExperimentActionError) {
         throw error.reason === 'not_found' ? new NotFoundException(error.message) : new ConflictException(error.message);
       }
+      if (error instanceof InitialModelError) throw new UnprocessableEntityException(error.message);
       throw error;
     }
+  }
+
+  // Over REST, an initial model must lie in the coordinator's data folder, so that the admin
+  // token reads no other file of the host. A consortium file may name any path.
+  private initialModelInDataDir(initialModel: string): string {
+    const dataDir = resolve(this.config.dataDir);
+    const path = resolve(dataDir, initialModel);
+    const inside = relative(dataDir, path);
+    if (inside === '' || inside.startsWith('..') || isAbsolute(inside)) {
+      throw new BadRequestException(`experiment: initialModel must name a file inside the coordinator's data folder ${dataDir}, got ${quoteInput(initialModel)}`);
+    }
+    return path;
   }
 }

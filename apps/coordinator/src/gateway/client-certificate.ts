@@ -27,5 +27,6 @@ export function certificateNames(commonName: string | string[] | undefined, subj
   for (const entry of (subjectAltName ?? '').split(', ')) {
     if (entry.startsWith('DNS:')) names.push(entry.slice('DNS:'.length));
   }
-  return names;
+  // A certificate usually repeats its CN as a DNS name; each name counts once.
+  return [...new Set(names)];
 }

@@ -40,6 +40,14 @@ const UPDATE_SIZE_SLACK_BYTES = 64 * 1024;
  * later ones written by aggregation. The current version stays in memory;
  * older versions are read back from their checkpoints when a site requests one.
  */
+/** An experiment's initial model that cannot be read, decoded or used: the file's fault, not the coordinator's. */
+export class InitialModelError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InitialModelError';
+  }
+}
+
 @Injectable()
 export class ModelStore {
   private layoutOfInitial: ModelLayout = [];
@@ -78,21 +86,26 @@ export class ModelStore {
    */
   async init(): Promise<void> {
     const path = this.config.initialModelFile;
-    const initial = await readFile(path);
+    let initial: Buffer;
+    try {
+      initial = await readFile(path);
+    } catch (error) {
+      throw new InitialModelError(`initial model ${path} cannot be read: ${(error as Error).message}`);
+    }
     let tensors: NamedTensor[];
     try {
       const decoded = decodeWeights(initial);
       tensors = decoded.tensors;
       this.metaOfInitial = decoded.meta;
     } catch (error) {
-      throw new Error(`initial model ${path} is not a valid weight file: ${(error as Error).message}`);
+      throw new InitialModelError(`initial model ${path} is not a valid weight file: ${(error as Error).message}`);
     }
     const nonFinite = firstNonFinite(tensors);
-    if (nonFinite) throw new Error(`initial model ${path}: tensor ${nonFinite} contains NaN or an infinite value`);
+    if (nonFinite) throw new InitialModelError(`initial model ${path}: tensor ${nonFinite} contains NaN or an infinite value`);
     this.layoutOfInitial = tensors.map((t) => ({ name: t.name, shape: [...t.shape] }));
     for (const [key, expected] of [['backbone', this.config.backbone], ['inputSize', this.config.inputSize]] as const) {
       if (expected !== null && this.metaOfInitial[key] !== expected) {
-        throw new Error(
+        throw new InitialModelError(
           `initial model ${path} has ${key} ${JSON.stringify(this.metaOfInitial[key])}, but experiment "${this.config.experiment}" expects ${expected}; write a matching one with site-agent init-model`,
         );
       }
