@@ -4,7 +4,7 @@ import { connect as tlsConnect } from 'node:tls';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Socket } from 'socket.io-client';
-import { createCoordinatorSocket, readAgentTls, AgentTlsError, type AgentTls } from '@covnet/site-agent';
+import { createCoordinatorSocket, describeConnectError, readAgentTls, AgentTlsError, type AgentTls } from '@covnet/site-agent';
 import { loadConfig } from '@covnet/coordinator';
 import { ADMIN_TOKEN, TOKENS, startFixture, type Fixture } from '../apps/coordinator/test/support/fixtures';
 import { TestPki, opensslAvailable, type TestCa, type Issued } from '../apps/coordinator/test/support/test-pki';
@@ -12,14 +12,14 @@ import { TestPki, opensslAvailable, type TestCa, type Issued } from '../apps/coo
 const OPENSSL = opensslAvailable();
 if (!OPENSSL) console.warn('tls.test.ts: skipped, the system `openssl` binary is missing and the tests make their certificates with it');
 
-type ConnectOutcome = { connected: true } | { connected: false; message: string; code: string | undefined };
+type ConnectOutcome = { connected: true } | { connected: false; message: string; code: string | undefined; described: string };
 
 /** Connects an agent socket once, without retries, and reports whether the coordinator accepted it. */
 function tryConnect(socket: Socket): Promise<ConnectOutcome> {
   return new Promise((resolve) => {
     socket.once('connect', () => resolve({ connected: true }));
     socket.once('connect_error', (error: Error & { data?: { code?: string } }) => {
-      resolve({ connected: false, message: error.message, code: error.data?.code });
+      resolve({ connected: false, message: error.message, code: error.data?.code, described: describeConnectError(error) });
     });
     socket.connect();
   });
@@ -112,12 +112,15 @@ describe.skipIf(!OPENSSL)('coordinator over TLS', () => {
       expect(outcome.connected).toBe(false);
       // The agent aborts in the TLS handshake, so the coordinator never sends a coded error.
       expect(outcome).toMatchObject({ code: undefined });
+      // The log names the TLS failure and what to check, not only "websocket error".
+      expect(!outcome.connected && outcome.described).toContain("the coordinator's certificate does not chain to the CA given with --ca");
     });
 
     it('is rejected by an agent that trusts only the built-in root CAs', async () => {
       fixture = await startFixture({ args: serverFlags('none') });
       const outcome = await tryConnect(agentSocket(TOKENS['site-a'], {}));
       expect(outcome).toMatchObject({ connected: false, code: undefined });
+      expect(!outcome.connected && outcome.described).toContain('--ca is missing');
     });
 
     it('serves the REST API over HTTPS with the admin token', async () => {

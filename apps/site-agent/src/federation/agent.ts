@@ -19,7 +19,7 @@ import { startProgress } from '../progress';
 import { AgentStatus } from './agent-status';
 import { downloadModel, uploadUntilAccepted, type UpdateHeader } from './transfer';
 import { request } from './socket-call';
-import { createCoordinatorSocket, type AgentTls } from './coordinator-socket';
+import { createCoordinatorSocket, describeConnectError, type AgentTls } from './coordinator-socket';
 
 export interface AgentOptions {
   coordinatorUrl: string;
@@ -126,7 +126,7 @@ export class FederationAgent {
           reject(new AuthenticationError(`the coordinator rejected this site: ${code}: ${error.data?.message ?? error.message}`));
           return;
         }
-        log.warn({ error: error.message }, 'connection to the coordinator failed; retrying');
+        log.warn({ error: describeConnectError(error) }, 'connection to the coordinator failed; retrying');
         if (this.status.current.connection === 'connected') this.status.connection('reconnecting');
       });
       socket.on(COORDINATOR_EVENTS.trainTask, (payload: unknown) => {

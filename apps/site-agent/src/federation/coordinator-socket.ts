@@ -67,3 +67,48 @@ export function readAgentTls(url: string, files: { ca?: string; cert?: string; k
   };
   return { ca: read('ca', files.ca), cert: read('cert', files.cert), key: read('key', files.key) };
 }
+
+// TLS verification failures of Node's tls module that mean the coordinator's certificate does
+// not chain to the CA the agent trusts.
+const UNTRUSTED_CERTIFICATE_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
+
+/**
+ * Describes why a connection to the coordinator failed, for the agent's log. socket.io reports
+ * transport failures as "websocket error" or "xhr poll error" and keeps the cause (a TLS or
+ * socket error) in `description`, so this reads the cause and adds what a site admin can check.
+ */
+export function describeConnectError(error: Error & { description?: unknown }): string {
+  const cause = underlyingError(error.description);
+  if (cause === undefined) return error.message;
+  const code = cause.code;
+  let hint = '';
+  if (code !== undefined && UNTRUSTED_CERTIFICATE_CODES.has(code)) {
+    hint = "; the coordinator's certificate does not chain to the CA given with --ca (or --ca is missing)";
+  } else if (code === 'CERT_HAS_EXPIRED') {
+    hint = "; the coordinator's certificate has expired";
+  } else if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    hint = "; the coordinator's certificate does not name the host in the --coordinator URL";
+  } else if (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+    hint = '; check that the --coordinator URL starts with https:// exactly when the coordinator serves TLS';
+  } else if (code === 'ECONNRESET') {
+    hint = '; the coordinator closed the connection, which it does when it requires a client certificate and --cert/--key are missing or not of the consortium CA';
+  }
+  return `${error.message}: ${cause.message}${code === undefined ? '' : ` (${code})`}${hint}`;
+}
+
+function underlyingError(description: unknown): { message: string; code?: string } | undefined {
+  if (description instanceof Error) return { message: description.message, code: (description as NodeJS.ErrnoException).code };
+  if (typeof description !== 'object' || description === null) return undefined;
+  // The `ws` package wraps the cause in an ErrorEvent-like object with `error` and `message`.
+  const wrapped = (description as { error?: unknown }).error;
+  if (wrapped instanceof Error) return { message: wrapped.message, code: (wrapped as NodeJS.ErrnoException).code };
+  const message = (description as { message?: unknown }).message;
+  return typeof message === 'string' ? { message } : undefined;
+}
