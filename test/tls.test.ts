@@ -113,14 +113,15 @@ describe.skipIf(!OPENSSL)('coordinator over TLS', () => {
       // The agent aborts in the TLS handshake, so the coordinator never sends a coded error.
       expect(outcome).toMatchObject({ code: undefined });
       // The log names the TLS failure and what to check, not only "websocket error".
-      expect(!outcome.connected && outcome.described).toContain("the coordinator's certificate does not chain to the CA given with --ca");
+      expect(outcome.connected).toBe(false);
+      expect((outcome as Extract<ConnectOutcome, { connected: false }>).described).toContain("the coordinator's certificate does not chain to the CA given with --ca");
     });
 
     it('is rejected by an agent that trusts only the built-in root CAs', async () => {
       fixture = await startFixture({ args: serverFlags('none') });
       const outcome = await tryConnect(agentSocket(TOKENS['site-a'], {}));
       expect(outcome).toMatchObject({ connected: false, code: undefined });
-      expect(!outcome.connected && outcome.described).toContain('--ca is missing');
+      expect((outcome as Extract<ConnectOutcome, { connected: false }>).described).toContain('--ca is missing');
     });
 
     it('serves the REST API over HTTPS with the admin token', async () => {

@@ -210,7 +210,7 @@ describe('admin API', () => {
         expect(response.body.message, initialModel).toContain("initialModel must name a file inside the coordinator's data folder");
       }
 
-      // Inside the data folder but not a weight file: created, then start answers 422 naming the file.
+      // Inside the data folder but not a weight file: created, then start returns 422 naming the file.
       await writeFile(join(fixture.dataDir, 'not-weights.cvnw'), 'not weights');
       const created = await sendJson('POST', `${fixture.baseUrl}/api/experiments`, { name: 'inside', initialModel: 'not-weights.cvnw' });
       expect(created.status).toBe(201);

@@ -92,8 +92,10 @@ describe('DecodePool scanning one file at a time', () => {
     const slow = join(work, 'slow.dcm');
     await writeFile(slow, uniformRleFile(4096, 1100));
     const scanned = await pool.scanFile(slow, { timeoutMs: 5 });
-    expect('skip' in scanned && scanned.skip.code).toBe('timed-out');
-    expect('skip' in scanned && scanned.skip.reason).toContain('the decode thread was stopped');
+    expect(scanned).toHaveProperty('skip');
+    const { skip } = scanned as Extract<typeof scanned, { skip: unknown }>;
+    expect(skip.code).toBe('timed-out');
+    expect(skip.reason).toContain('the decode thread was stopped');
 
     // The replacement worker reads the next files.
     const small = join(work, 'after.dcm');

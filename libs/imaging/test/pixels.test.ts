@@ -1,36 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { CtSliceHeader } from '../src';
 import { decodeHounsfield } from '../src/dicom/pixels';
+import { sliceHeader } from './helpers/slice-header';
 
-function header(overrides: Partial<CtSliceHeader>): CtSliceHeader {
-  return {
-    path: '/archive/slice.dcm',
-    frameIndex: 0,
-    frameCount: 1,
-    acquisitionNumber: 1,
-    imageType: ['ORIGINAL', 'PRIMARY', 'AXIAL'],
-    convolutionKernel: undefined,
-    seriesDescription: undefined,
-    gantryDetectorTilt: 0,
-    transferSyntaxUID: '1.2.840.10008.1.2.1',
-    sopInstanceUID: '2.25.1',
-    studyInstanceUID: '2.25.2',
-    seriesInstanceUID: '2.25.3',
-    instanceNumber: 1,
-    rows: 1,
-    columns: 2,
-    bitsAllocated: 16,
-    bitsStored: 16,
-    pixelRepresentation: 0,
-    rescaleSlope: 1,
-    rescaleIntercept: 0,
-    pixelSpacing: [1, 1],
-    imagePositionPatient: [0, 0, 0],
-    imageOrientationPatient: [1, 0, 0, 0, 1, 0],
-    sliceThickness: 1,
-    ...overrides,
-  };
-}
+// The pixel tests below default to a 1x2 slice.
+const header = (overrides: Parameters<typeof sliceHeader>[0]) => sliceHeader({ columns: 2, ...overrides });
 
 describe('decodeHounsfield', () => {
   describe('when BitsStored is 12 of 16', () => {

@@ -3,41 +3,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { CtSliceHeader } from '../src';
 import { decodeHounsfield, PADDING_HU } from '../src/dicom/pixels';
 import { isExactInFloat32, rescale16Simd } from '../src/dicom/simd/rescale16';
+import { sliceHeader as header } from './helpers/slice-header';
 
 const KERNEL_DIR = join(__dirname, '..', 'src', 'dicom', 'simd');
-
-function header(overrides: Partial<CtSliceHeader>): CtSliceHeader {
-  return {
-    path: '/archive/slice.dcm',
-    frameIndex: 0,
-    frameCount: 1,
-    acquisitionNumber: 1,
-    imageType: ['ORIGINAL', 'PRIMARY', 'AXIAL'],
-    convolutionKernel: undefined,
-    seriesDescription: undefined,
-    gantryDetectorTilt: 0,
-    transferSyntaxUID: '1.2.840.10008.1.2.1',
-    sopInstanceUID: '2.25.1',
-    studyInstanceUID: '2.25.2',
-    seriesInstanceUID: '2.25.3',
-    instanceNumber: 1,
-    rows: 1,
-    columns: 1,
-    bitsAllocated: 16,
-    bitsStored: 16,
-    pixelRepresentation: 0,
-    rescaleSlope: 1,
-    rescaleIntercept: 0,
-    pixelSpacing: [1, 1],
-    imagePositionPatient: [0, 0, 0],
-    imageOrientationPatient: [1, 0, 0, 0, 1, 0],
-    sliceThickness: 1,
-    ...overrides,
-  };
-}
 
 // Every 16-bit word once, little endian, in a frame of 256 x 256.
 function everyWord(): Uint8Array {

@@ -36,7 +36,7 @@ export const handshakeAuthSchema = z
     token: z.string().min(1, 'token is empty').max(512),
     protocolVersion: z.number().int().positive(),
     /**
-     * Site the token belongs to, if the agent knows it. The coordinator rejects
+     * Site the token belongs to, if the agent was given it. The coordinator rejects
      * a token of another site, and counts failed attempts per claimed site.
      */
     site: siteName.optional(),

@@ -23,6 +23,18 @@ export function layoutMismatch(layout: ModelLayout, update: NamedTensor[]): stri
   return null;
 }
 
+/**
+ * Returns an update's tensor data in layout order, after checking its weight and layout.
+ * @throws Error when the layout differs or the weight is not a positive number.
+ */
+export function updateDataInLayout(layout: ModelLayout, update: NamedTensor[], weight: number): Float32Array[] {
+  if (!(weight > 0) || !Number.isFinite(weight)) throw new Error(`update weight ${weight} is not a positive number`);
+  const mismatch = layoutMismatch(layout, update);
+  if (mismatch) throw new Error(mismatch);
+  const byName = new Map(update.map((t) => [t.name, t.data]));
+  return layout.map((entry) => byName.get(entry.name)!);
+}
+
 /** Returns the name of the first tensor holding NaN or an infinite value, or null. */
 export function firstNonFinite(update: NamedTensor[]): string | null {
   for (const tensor of update) {
@@ -76,14 +88,11 @@ export class FedAvgAccumulator {
    * Callers validate first (see `layoutMismatch`); this check guards the sum itself.
    */
   add(update: NamedTensor[], weight: number): void {
-    if (!(weight > 0) || !Number.isFinite(weight)) throw new Error(`update weight ${weight} is not a positive number`);
-    const mismatch = layoutMismatch(this.layout, update);
-    if (mismatch) throw new Error(mismatch);
-    const byName = new Map(update.map((t) => [t.name, t.data]));
+    const tensors = updateDataInLayout(this.layout, update, weight);
     // The first update overwrites what an earlier round left in the sum.
     const overwrite = this.count === 0;
     for (let k = 0; k < this.layout.length; k++) {
-      const data = byName.get(this.layout[k].name)!;
+      const data = tensors[k];
       if (this.sum instanceof SimdSum) this.sum.addScaled(this.offsets[k], data, weight, overwrite);
       else addScaled(this.sum, this.offsets[k], data, weight, overwrite);
     }

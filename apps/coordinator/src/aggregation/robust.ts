@@ -1,5 +1,5 @@
 import type { NamedTensor } from '@covnet/protocol';
-import { layoutMismatch, type ModelLayout } from './fedavg';
+import { updateDataInLayout, type ModelLayout } from './fedavg';
 
 /**
  * Coordinate-wise robust estimates over a round's updates (Yin et al.,
@@ -49,11 +49,7 @@ export class RobustAggregator {
    * @throws Error when the update's layout differs or the weight is not a positive number.
    */
   add(update: NamedTensor[], weight: number): void {
-    if (!(weight > 0) || !Number.isFinite(weight)) throw new Error(`update weight ${weight} is not a positive number`);
-    const mismatch = layoutMismatch(this.layout, update);
-    if (mismatch) throw new Error(mismatch);
-    const byName = new Map(update.map((t) => [t.name, t.data]));
-    this.kept.push(this.layout.map((entry) => byName.get(entry.name)!));
+    this.kept.push(updateDataInLayout(this.layout, update, weight));
     this.totalWeight += weight;
   }
 

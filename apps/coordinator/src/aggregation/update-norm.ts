@@ -51,7 +51,7 @@ export interface UpdateNormLimits {
  * the ratio refers to the previous round's median and not to the open round's,
  * which is known only once every update is in.
  * NOTE: the reference lives in memory, so the ratio is not checked in the
- * first round an experiment runs after the coordinator starts; an absolute
+ * first round an experiment runs after the coordinator starts. An absolute
  * `maxUpdateNorm` covers that round.
  */
 export class UpdateNormCheck {

@@ -320,6 +320,7 @@ export class RoundScheduler implements OnApplicationShutdown {
         `round ${entity.number} trains from model version ${entity.modelVersionIn}, but the latest stored version is ${this.models.current.version}`,
       );
     }
+
     const accumulator = this.freshAggregator();
     const accepted = new Map<string, string>();
     // With an update norm bound, the next rounds' bound needs this round's distances too.
@@ -335,10 +336,12 @@ export class RoundScheduler implements OnApplicationShutdown {
       accepted.set(row.site, row.sha256);
       if (globalTensors) distances.push(updateDistance(globalTensors, tensors));
     }
+
     this.log.info(
       { round: entity.number, accepted: [...accepted.keys()], examples: accumulator.weight },
       `round ${entity.number}: ${accepted.size} stored updates folded into the sum again`,
     );
+
     if (entity.state === 'aggregating') {
       const closed = new Deferred<void>();
       closed.resolve();

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConsortiumCa, issueCertificate, type CertificateFiles } from '../../src/cli/pki';
 
-/** Whether the system `openssl` binary runs; the TLS tests skip with a message without it. */
+/** Checks whether the system `openssl` binary runs; the TLS tests skip with a message without it. */
 export function opensslAvailable(): boolean {
   try {
     execFileSync('openssl', ['version'], { stdio: 'pipe' });

@@ -179,7 +179,7 @@ export function encapsulatedPart10(elements: BuiltElement[], transferSyntaxUID: 
 export const RLE_LOSSLESS = '1.2.840.10008.1.2.5';
 
 /**
- * One RLE Lossless frame (PS3.5 Annex G) of rows x rows 16-bit samples, all equal to `value`:
+ * Encodes one RLE Lossless frame (PS3.5 Annex G) of rows x rows 16-bit samples, all equal to `value`:
  * each of the two byte planes is coded as runs of 128 equal bytes (PackBits header 0x81).
  */
 export function uniformRleFrame(rows: number, value: number): Uint8Array {
@@ -199,7 +199,7 @@ export function uniformRleFrame(rows: number, value: number): Uint8Array {
   return new Uint8Array(Buffer.concat([header, high, low]));
 }
 
-/** An RLE Lossless CT file of one rows x rows frame whose stored values all equal `value`. */
+/** Writes an RLE Lossless CT file of one rows x rows frame whose stored values all equal `value`. */
 export function uniformRleFile(rows: number, value: number, spec: CtSliceSpec = {}): Uint8Array {
   const size = new Set([0x00280010, 0x00280011]);
   const elements = ctSliceElements(spec).filter((element) => !size.has(element.tag));

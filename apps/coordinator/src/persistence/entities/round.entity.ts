@@ -9,7 +9,7 @@ export type LeftOutReason = 'disconnected' | 'missed_deadline' | 'revoked' | 're
 export interface LeftOutSite {
   site: string;
   reason: LeftOutReason;
-  /** With reason `rejected`: the code the site was told for its last rejected update. */
+  /** With reason `rejected`: the code sent to the site for its last rejected update. */
   code?: ErrorCode;
 }
 
