@@ -146,7 +146,13 @@ describe('initBackend', () => {
       const choice = await chooseBackend({ prefer: 'wasm' }, load);
       expect(load).not.toHaveBeenCalled();
       expect(choice.attempts).toEqual([{ name: 'wasm' }]);
-      expect(choice.reason).toBe('Using wasm: skipped tensorflow-gpu, tensorflow by preference.');
+      expect(choice.reason).toMatch(/^Using wasm: skipped tensorflow-gpu, tensorflow by preference\. Convolutions run on /);
+      // The log line names which convolution code runs, and why when it is not the native one.
+      if (choice.convolutions?.kind === 'native-avx2') {
+        expect(choice.reason).toContain('native AVX2 kernels');
+      } else {
+        expect(choice.reason).toContain(`unavailable: ${choice.convolutions?.reason}`);
+      }
     });
 
     it('rejects cpu without allowCpuTraining', async () => {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../src';
 import { maxAbs, maxAbsDifference, pseudoRandomValues } from './helpers';
 
@@ -56,8 +56,14 @@ async function filterGradientOn(backend: string, c: FilterCase, x: Float32Array,
 }
 
 describe('Conv2DBackpropFilter on wasm', () => {
+  // These kernels are what wasm uses where the native ones are missing (no AVX2, no
+  // compiler at install time), so they are tested with the native kernels turned off.
   beforeAll(async () => {
+    vi.stubEnv('COVNET_NATIVE_KERNELS', '0');
     await initBackend({ prefer: 'wasm' });
+  });
+  afterAll(() => {
+    vi.unstubAllEnvs();
   });
 
   describe.each(CASES)('when $name', (c) => {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../src';
 import { conv2dBackpropInputWasmConfig } from '../src/kernels/conv2d-backprop-input';
 import { maxAbs, maxAbsDifference, pseudoRandomValues } from './helpers';
@@ -61,8 +61,14 @@ async function inputGradientOn(backend: string, c: InputCase, dy: Float32Array, 
 }
 
 describe('Conv2DBackpropInput on wasm', () => {
+  // These kernels are what wasm uses where the native ones are missing (no AVX2, no
+  // compiler at install time), so they are tested with the native kernels turned off.
   beforeAll(async () => {
+    vi.stubEnv('COVNET_NATIVE_KERNELS', '0');
     await initBackend({ prefer: 'wasm' });
+  });
+  afterAll(() => {
+    vi.unstubAllEnvs();
   });
 
   it('is the XNNPACK-based kernel', () => {

@@ -1,7 +1,7 @@
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { registerWasmGradientKernels } from '../kernels/register';
+import { registerWasmGradientKernels, type ConvolutionKernels } from '../kernels/register';
 
 /** Rungs of the backend ladder, fastest first. */
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
@@ -26,6 +26,8 @@ export interface BackendChoice {
    * to load, or tfjs-node-gpu running on the CPU. Each one was also emitted as a process warning.
    */
   warnings: string[];
+  /** On wasm: whether the native AVX2 kernels or wasm's own compute the convolutions. */
+  convolutions?: ConvolutionKernels;
 }
 
 export interface InitBackendOptions {
@@ -124,6 +126,14 @@ export async function chooseBackend(opts: InitBackendOptions, load: ModuleLoader
         }
       }
       attempts.push({ name: rung });
+      if (rung === 'wasm') {
+        const convolutions = registerWasmGradientKernels();
+        const how =
+          convolutions.kind === 'native-avx2'
+            ? ' Convolutions run on the native AVX2 kernels.'
+            : ` Convolutions run on wasm's XNNPACK, several times slower, because the native kernels are unavailable: ${convolutions.reason}`;
+        return { backend, rung, reason: describeChoice(rung, skipped, attempts) + how, attempts, warnings, convolutions };
+      }
       return { backend, rung, reason: describeChoice(rung, skipped, attempts), attempts, warnings };
     } catch (err) {
       const message = firstLine(err instanceof Error ? err.message : String(err));

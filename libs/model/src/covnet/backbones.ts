@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { batchNormalization } from './batch-norm-layer';
 
 export type BackboneName = 'resnet50' | 'resnet18' | 'small';
 
@@ -63,7 +64,7 @@ function conv(x: SymbolicTensor, spec: ConvSpec, init: SeededInitializers): Symb
 }
 
 function batchNorm(x: SymbolicTensor, name: string): SymbolicTensor {
-  return tf.layers.batchNormalization({ name, axis: -1, momentum: BN_MOMENTUM, epsilon: BN_EPSILON }).apply(x) as SymbolicTensor;
+  return batchNormalization({ name, axis: -1, momentum: BN_MOMENTUM, epsilon: BN_EPSILON }).apply(x) as SymbolicTensor;
 }
 
 function relu(x: SymbolicTensor, name: string): SymbolicTensor {

@@ -4,8 +4,18 @@ import { conv2dBackpropFilterWasmConfig } from './conv2d-backprop-filter';
 import { conv2dBackpropInputWasmConfig } from './conv2d-backprop-input';
 import { sharingIdentityConfig } from './identity';
 import { leadingAxesReductionConfigs } from './leading-axes-reduction';
+import { nativeBatchNormKernelConfigs } from './native-batch-norm';
+import { nativeConvKernelConfigs } from './native-conv';
+import { loadNativeKernels } from '@covnet/native-kernels';
 
-let registered = false;
+/** Which code computes wasm's convolutions and training-mode batch normalisation, and why. */
+export interface ConvolutionKernels {
+  kind: 'native-avx2' | 'wasm';
+  /** Why the native kernels are not used; absent when they are. */
+  reason?: string;
+}
+
+let registered: ConvolutionKernels | undefined;
 
 /**
  * Registers the wasm kernels that COVNet training needs or that make it faster:
@@ -14,13 +24,26 @@ let registered = false;
  * matrix product; Identity without a copy. It also registers the broadcasting
  * FusedBatchNorm gradient, which applies to every backend. Safe to call more than once.
  */
-export function registerWasmGradientKernels(): void {
-  if (registered) {
-    return;
+export function registerWasmGradientKernels(): ConvolutionKernels {
+  if (registered !== undefined) {
+    return registered;
   }
   tf.registerGradient(fusedBatchNormGradConfig);
   // The reductions wrap the built-in kernels, so they are read before anything is replaced.
   const configs = [conv2dBackpropFilterWasmConfig, conv2dBackpropInputWasmConfig, ...leadingAxesReductionConfigs(), sharingIdentityConfig()];
+  replaceKernels(configs);
+  // The native kernels fall back to the kernels registered above, so they come last.
+  const native = loadNativeKernels();
+  if (native.kernels !== null) {
+    replaceKernels([...nativeConvKernelConfigs(native.kernels), ...nativeBatchNormKernelConfigs(native.kernels)]);
+    registered = { kind: 'native-avx2' };
+  } else {
+    registered = { kind: 'wasm', reason: native.reason };
+  }
+  return registered;
+}
+
+function replaceKernels(configs: tf.KernelConfig[]): void {
   for (const config of configs) {
     if (tf.getKernel(config.kernelName, config.backendName) !== undefined) {
       // registerKernel would overwrite too, but warns on stderr each time.
@@ -28,5 +51,4 @@ export function registerWasmGradientKernels(): void {
     }
     tf.registerKernel(config);
   }
-  registered = true;
 }

@@ -1,0 +1,103 @@
+import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import type { NativeKernels } from '@covnet/native-kernels';
+
+/** Kernel names of the fused training-mode batch normalisation (wasm backend, native code). */
+export const BATCH_NORM_TRAINING = 'CovnetBatchNormTraining';
+export const BATCH_NORM_TRAINING_GRAD = 'CovnetBatchNormTrainingGrad';
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
+
+function heap(backend: BackendWasm, tensor: tf.TensorInfo): Float32Array {
+  return backend.typedArrayFromHeap(tensor) as Float32Array;
+}
+
+function layout(x: tf.TensorInfo, gamma: tf.TensorInfo, kernel: string): { rows: number; channels: number } {
+  const channels = x.shape[x.shape.length - 1];
+  if (gamma.shape.length !== 1 || gamma.shape[0] !== channels) {
+    throw new Error(`${kernel}: gamma has shape [${gamma.shape}], expected [${channels}] for input [${x.shape}].`);
+  }
+  return { rows: tf.util.sizeFromShape(x.shape) / channels, channels };
+}
+
+/** The two kernels, computed by `native` on the wasm heap. */
+export function nativeBatchNormKernelConfigs(native: NativeKernels): tf.KernelConfig[] {
+  const forward = (args: KernelArgs): tf.TensorInfo[] => {
+    const backend = args.backend as BackendWasm;
+    const { x, gamma, beta } = args.inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
+    const { epsilon } = args.attrs as { epsilon: number };
+    const { rows, channels } = layout(x, gamma, BATCH_NORM_TRAINING);
+    // Outputs first: allocating may grow the heap, which detaches earlier views.
+    const y = backend.makeOutput(x.shape, 'float32');
+    const mean = backend.makeOutput([channels], 'float32');
+    const variance = backend.makeOutput([channels], 'float32');
+    native.batchNormTraining(rows, channels, epsilon, heap(backend, x), heap(backend, gamma), heap(backend, beta), heap(backend, y), heap(backend, mean), heap(backend, variance));
+    return [y, mean, variance];
+  };
+  const backward = (args: KernelArgs): tf.TensorInfo[] => {
+    const backend = args.backend as BackendWasm;
+    const { dy, x, gamma, mean, variance } = args.inputs as Record<'dy' | 'x' | 'gamma' | 'mean' | 'variance', tf.TensorInfo>;
+    const { epsilon } = args.attrs as { epsilon: number };
+    const { rows, channels } = layout(x, gamma, BATCH_NORM_TRAINING_GRAD);
+    const dx = backend.makeOutput(x.shape, 'float32');
+    const dgamma = backend.makeOutput([channels], 'float32');
+    const dbeta = backend.makeOutput([channels], 'float32');
+    native.batchNormTrainingGrad(
+      rows,
+      channels,
+      epsilon,
+      heap(backend, dy),
+      heap(backend, x),
+      heap(backend, gamma),
+      heap(backend, mean),
+      heap(backend, variance),
+      heap(backend, dx),
+      heap(backend, dgamma),
+      heap(backend, dbeta),
+    );
+    return [dx, dgamma, dbeta];
+  };
+  return [
+    { kernelName: BATCH_NORM_TRAINING, backendName: 'wasm', kernelFunc: forward as unknown as tf.KernelFunc },
+    { kernelName: BATCH_NORM_TRAINING_GRAD, backendName: 'wasm', kernelFunc: backward as unknown as tf.KernelFunc },
+  ];
+}
+
+/** Whether the active backend has the fused kernels. */
+export function hasFusedTrainingBatchNorm(): boolean {
+  const backend = tf.getBackend();
+  return tf.getKernel(BATCH_NORM_TRAINING, backend) !== undefined && tf.getKernel(BATCH_NORM_TRAINING_GRAD, backend) !== undefined;
+}
+
+/**
+ * Batch normalisation over all axes but the last, with the batch's statistics, as one
+ * differentiable op. Returns y and the batch's mean and biased variance, which the
+ * caller owns and must dispose; only y carries a gradient (to x, gamma and beta), which
+ * already accounts for mean and variance depending on x.
+ */
+export function fusedTrainingBatchNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): { y: tf.Tensor; mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  let mean: tf.Tensor1D | undefined;
+  let variance: tf.Tensor1D | undefined;
+  // customGrad passes the inputs and then the save function in one rest parameter.
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xIn, gammaIn, betaIn] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [y, m, v] = tf.engine().runKernel(BATCH_NORM_TRAINING, { x: xIn, gamma: gammaIn, beta: betaIn }, { epsilon }) as tf.Tensor[];
+    // The op's own scope disposes everything but y; the statistics go to the caller.
+    mean = tf.keep(m) as tf.Tensor1D;
+    variance = tf.keep(v) as tf.Tensor1D;
+    save([xIn, gammaIn, m, v]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, g, sm, sv] = saved;
+        return tf.engine().runKernel(BATCH_NORM_TRAINING_GRAD, { dy, x: xs, gamma: g, mean: sm, variance: sv }, { epsilon }) as tf.Tensor[];
+      },
+    };
+  });
+  const y = op(x, gamma, beta) as tf.Tensor;
+  if (mean === undefined || variance === undefined) {
+    throw new Error(`${BATCH_NORM_TRAINING} returned no statistics`);
+  }
+  return { y, mean, variance };
+}

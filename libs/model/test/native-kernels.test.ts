@@ -1,0 +1,232 @@
+import { readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { loadNativeKernels } from '@covnet/native-kernels';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../src';
+import { batchNormalization } from '../src/covnet/batch-norm-layer';
+import { maxAbs, maxAbsDifference, pseudoRandomValues } from './helpers';
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+type Shape4 = [number, number, number, number];
+
+interface ConvCase {
+  name: string;
+  xShape: Shape4;
+  filterShape: Shape4;
+  strides: number | [number, number];
+  pad: Pad;
+}
+
+// ResNet geometries, odd sizes, asymmetric padding, and sizes that cross the kernels'
+// internal blocks: more than 256 filter rows (one packed panel), more than 96 pixels
+// (one row block), channel counts that are not multiples of 16 (one register tile), and
+// more receptive-field rows than one scratch chunk holds.
+const CASES: ConvCase[] = [
+  { name: '3x3 stride 1 same', xShape: [2, 9, 9, 3], filterShape: [3, 3, 3, 4], strides: 1, pad: 'same' },
+  { name: '3x3 stride 2 same, odd size', xShape: [3, 9, 9, 3], filterShape: [3, 3, 3, 5], strides: 2, pad: 'same' },
+  { name: '7x7 stride 2 same (the stem)', xShape: [2, 30, 30, 3], filterShape: [7, 7, 3, 8], strides: 2, pad: 'same' },
+  { name: '1x1 stride 1', xShape: [2, 5, 5, 6], filterShape: [1, 1, 6, 4], strides: 1, pad: 'valid' },
+  { name: '1x1 stride 2, odd size', xShape: [1, 7, 9, 4], filterShape: [1, 1, 4, 3], strides: 2, pad: 'valid' },
+  { name: '3x3 strides 2 and 1', xShape: [2, 9, 8, 3], filterShape: [3, 3, 3, 2], strides: [2, 1], pad: 'same' },
+  { name: '2x2 stride 3, filter narrower than the stride', xShape: [2, 10, 11, 2], filterShape: [2, 2, 2, 3], strides: 3, pad: 'valid' },
+  { name: '3x3 stride 2 explicit asymmetric', xShape: [2, 8, 7, 3], filterShape: [3, 3, 3, 4], strides: 2, pad: [[0, 0], [1, 2], [2, 1], [0, 0]] },
+  { name: '1x1, 300 channels in, 37 out', xShape: [2, 11, 13, 300], filterShape: [1, 1, 300, 37], strides: 1, pad: 'valid' },
+  { name: '3x3 over 40 channels, several scratch chunks', xShape: [2, 40, 40, 40], filterShape: [3, 3, 40, 21], strides: 1, pad: 'same' },
+];
+
+const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+const values = (shape: number[], seed: number): Float32Array => pseudoRandomValues(size(shape), seed).map((v) => v - 0.5);
+
+function outputShape(c: ConvCase): Shape4 {
+  const info = tf.backend_util.computeConv2DInfo(c.xShape, c.filterShape, c.strides, 1, c.pad);
+  return [c.xShape[0], info.outHeight, info.outWidth, c.filterShape[3]];
+}
+
+/** Runs a kernel on `backend` and returns its output values. */
+async function run(backend: string, kernel: string, inputs: Record<string, { values: Float32Array; shape: number[] }>, attrs: tf.NamedAttrMap): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const tensors = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.values, v.shape)]));
+  try {
+    const out = tf.engine().runKernel(kernel, tensors, attrs) as tf.Tensor;
+    const data = (await out.data()) as Float32Array;
+    out.dispose();
+    return data;
+  } finally {
+    tf.dispose(Object.values(tensors));
+  }
+}
+
+function expectClose(actual: Float32Array, reference: Float32Array): void {
+  expect(actual.length).toBe(reference.length);
+  expect(maxAbs(reference)).toBeGreaterThan(0);
+  // Float32 sums in another order: a few units of rounding relative to the magnitude.
+  expect(maxAbsDifference(actual, reference)).toBeLessThan(2e-5 * Math.max(1, maxAbs(reference)));
+}
+
+function cpuHasAvx2Fma(): boolean {
+  if (process.arch !== 'x64') {
+    return false;
+  }
+  const flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1].split(/\s+/) ?? [];
+  return flags.includes('avx2') && flags.includes('fma');
+}
+
+const native = loadNativeKernels();
+
+describe('native kernels', () => {
+  it('load wherever the CPU has AVX2 and FMA, and say why not elsewhere', () => {
+    // /proc/cpuinfo is read independently of the addon's own CPU check.
+    if (cpuHasAvx2Fma()) {
+      expect(native.reason).toBeUndefined();
+      expect(native.kernels).not.toBeNull();
+    } else {
+      expect(native.kernels).toBeNull();
+      expect(native.reason).toMatch(/AVX2|x64|not built/);
+    }
+  });
+});
+
+describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
+  beforeAll(async () => {
+    const choice = await initBackend({ prefer: 'wasm' });
+    expect(choice.convolutions?.kind).toBe('native-avx2');
+    expect(choice.reason).toContain('native AVX2 kernels');
+  });
+
+  describe.each(CASES)('when $name', (c) => {
+    const x = values(c.xShape, 1);
+    const filter = values(c.filterShape, 2);
+    const dy = values(outputShape(c), 3);
+    const bias = values([c.filterShape[3]], 4);
+
+    it('Conv2D matches the cpu backend', async () => {
+      const inputs = { x: { values: x, shape: c.xShape }, filter: { values: filter, shape: c.filterShape } };
+      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dilations: 1 };
+      expectClose(await run('wasm', 'Conv2D', inputs, attrs), await run('cpu', 'Conv2D', inputs, attrs));
+    });
+
+    it('FusedConv2D with bias and relu matches the cpu backend', async () => {
+      const inputs = { x: { values: x, shape: c.xShape }, filter: { values: filter, shape: c.filterShape }, bias: { values: bias, shape: [c.filterShape[3]] } };
+      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dilations: 1, activation: 'relu' };
+      const reference = await run('cpu', 'FusedConv2D', inputs, attrs);
+      // relu really clipped something, so the activation is exercised.
+      expect(reference.some((v) => v === 0)).toBe(true);
+      expectClose(await run('wasm', 'FusedConv2D', inputs, attrs), reference);
+    });
+
+    it('Conv2DBackpropInput matches the cpu backend', async () => {
+      const inputs = { dy: { values: dy, shape: outputShape(c) }, filter: { values: filter, shape: c.filterShape } };
+      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.xShape };
+      expectClose(await run('wasm', 'Conv2DBackpropInput', inputs, attrs), await run('cpu', 'Conv2DBackpropInput', inputs, attrs));
+    });
+
+    it('Conv2DBackpropFilter matches the cpu backend', async () => {
+      const inputs = { x: { values: x, shape: c.xShape }, dy: { values: dy, shape: outputShape(c) } };
+      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.filterShape };
+      expectClose(await run('wasm', 'Conv2DBackpropFilter', inputs, attrs), await run('cpu', 'Conv2DBackpropFilter', inputs, attrs));
+    });
+  });
+
+  it('falls back to the wasm kernel for an activation it does not fuse', async () => {
+    const c = CASES[0];
+    const inputs = { x: { values: values(c.xShape, 5), shape: c.xShape }, filter: { values: values(c.filterShape, 6), shape: c.filterShape } };
+    const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, activation: 'sigmoid' };
+    expectClose(await run('wasm', 'FusedConv2D', inputs, attrs), await run('cpu', 'FusedConv2D', inputs, attrs));
+  });
+
+  it('rejects arrays shorter than the shape says, naming the argument', () => {
+    const shape = Int32Array.from([1, 4, 4, 2, 4, 4, 3, 3, 3, 1, 1, 1, 1]);
+    expect(() => native.kernels!.conv2dForward(new Float32Array(31), new Float32Array(54), null, new Float32Array(48), shape, 0)).toThrow(/x holds 31 values, the convolution needs 32/);
+    expect(() => native.kernels!.conv2dBackpropFilter(new Float32Array(32), new Float32Array(48), new Float32Array(53), shape)).toThrow(/dw holds 53 values/);
+    expect(() => native.kernels!.conv2dForward(new Float32Array(32), new Float32Array(54), null, new Float32Array(48), Int32Array.from([1, 4]), 0)).toThrow(/Int32Array of 13 values/);
+  });
+
+  describe('batch normalisation in training mode', () => {
+    const xShape: Shape4 = [3, 5, 7, 6];
+    // A large mean against a small spread, where a one-pass variance would lose digits.
+    const x = pseudoRandomValues(size(xShape), 7).map((v, i) => 40 + (i % 6) + 0.1 * v);
+    const dy = values(xShape, 8);
+    const gamma = pseudoRandomValues(6, 9).map((v) => 0.5 + v);
+    const beta = values([6], 10);
+
+    /** Output, gradients and moving statistics of one training-mode call of `layer`. */
+    async function trainingCall(backend: string, layer: tf.layers.Layer) {
+      await tf.setBackend(backend);
+      const input = tf.tensor4d(x, xShape);
+      layer.build(xShape);
+      layer.setWeights([tf.tensor1d(gamma), tf.tensor1d(beta), tf.fill([6], 0.25), tf.fill([6], 2)]);
+      const upstream = tf.tensor4d(dy, xShape);
+      const [gammaVariable, betaVariable] = layer.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+      const f = (xIn: tf.Tensor): tf.Scalar => tf.sum(tf.mul(layer.apply(xIn, { training: true }) as tf.Tensor, upstream));
+      const y = (await (layer.apply(input, { training: true }) as tf.Tensor).data()) as Float32Array;
+      const { grads } = tf.variableGrads(() => f(input), [gammaVariable, betaVariable]);
+      const dx = (await tf.grad(f)(input).data()) as Float32Array;
+      const moving = layer.getWeights().slice(2).map((w) => w.dataSync() as Float32Array);
+      return { y, dx, dgamma: grads[gammaVariable.name].dataSync() as Float32Array, dbeta: grads[betaVariable.name].dataSync() as Float32Array, moving };
+    }
+
+    /** The textbook formulas in float64: an independent reference. */
+    function handReference(channels: number, epsilon: number) {
+      const rows = x.length / channels;
+      const y = new Float64Array(x.length);
+      const dx = new Float64Array(x.length);
+      const dgamma = new Float64Array(channels);
+      const dbeta = new Float64Array(channels);
+      for (let c = 0; c < channels; c++) {
+        let mean = 0;
+        for (let r = 0; r < rows; r++) mean += x[r * channels + c] / rows;
+        let variance = 0;
+        for (let r = 0; r < rows; r++) variance += (x[r * channels + c] - mean) ** 2 / rows;
+        const invStd = 1 / Math.sqrt(variance + epsilon);
+        for (let r = 0; r < rows; r++) {
+          const i = r * channels + c;
+          y[i] = gamma[c] * (x[i] - mean) * invStd + beta[c];
+          dbeta[c] += dy[i];
+          dgamma[c] += dy[i] * (x[i] - mean) * invStd;
+        }
+        for (let r = 0; r < rows; r++) {
+          const i = r * channels + c;
+          const xHat = (x[i] - mean) * invStd;
+          dx[i] = gamma[c] * invStd * (dy[i] - dbeta[c] / rows - (xHat * dgamma[c]) / rows);
+        }
+      }
+      return { y, dx, dgamma, dbeta };
+    }
+
+    it('matches the textbook formulas, and the stock layer in its moving statistics', async () => {
+      const args = { axis: -1, momentum: 0.9, epsilon: 1e-5 };
+      const fused = await trainingCall('wasm', batchNormalization(args));
+      const hand = handReference(6, args.epsilon);
+      for (const key of ['y', 'dx', 'dgamma', 'dbeta'] as const) {
+        expect(maxAbs(hand[key]), key).toBeGreaterThan(0);
+        expect(maxAbsDifference(fused[key], hand[key]), key).toBeLessThan(2e-5 * Math.max(1, maxAbs(hand[key])));
+      }
+      // tfjs's own layer on the cpu backend, in float32 throughout, agrees less closely on
+      // this input with a large mean; its moving statistics follow the same update rule.
+      const stock = await trainingCall('cpu', tf.layers.batchNormalization(args));
+      expect(maxAbsDifference(fused.y, stock.y)).toBeLessThan(1e-3);
+      expect(maxAbsDifference(fused.moving[0], stock.moving[0])).toBeLessThan(1e-4);
+      expect(maxAbsDifference(fused.moving[1], stock.moving[1])).toBeLessThan(1e-5);
+      expect(maxAbsDifference(fused.moving[0], [0.25, 0.25, 0.25, 0.25, 0.25, 0.25])).toBeGreaterThan(1);
+    });
+
+    it('leaves no more tensors behind than the stock layer', async () => {
+      await tf.setBackend('wasm');
+      // tfjs-layers' own layer keeps one tensor per training call made under a gradient
+      // tape (its moving-statistics write); the fused one must not add to that.
+      const growth = (layer: tf.layers.Layer): number => {
+        const input = tf.tensor4d(x, xShape);
+        layer.apply(input, { training: true });
+        const before = tf.memory().numTensors;
+        for (let i = 0; i < 3; i++) {
+          tf.tidy(() => tf.grad((xIn: tf.Tensor) => tf.sum(layer.apply(xIn, { training: true }) as tf.Tensor))(input));
+        }
+        const grown = tf.memory().numTensors - before;
+        input.dispose();
+        return grown;
+      };
+      const stock = growth(tf.layers.batchNormalization({ axis: -1 }));
+      expect(growth(batchNormalization({ axis: -1 }))).toBe(stock);
+    });
+  });
+});

@@ -1,0 +1,58 @@
+'use strict';
+// Builds the native convolution kernels at install time with the system's C++ compiler
+// and the headers that ship with Node itself (<node prefix>/include/node), so nothing is
+// downloaded. The kernels are optional: when this build fails, it says why, exits 0, and
+// COVNet keeps training on the wasm kernels; initBackend then logs that the native
+// kernels are missing and why.
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const here = __dirname;
+const outDir = path.join(here, 'build');
+const target = path.join(outDir, 'covnet_kernels.node');
+const reasonFile = path.join(outDir, 'build-error.txt');
+
+function fail(reason) {
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(reasonFile, `${reason}\n`);
+  process.stderr.write(`@covnet/native-kernels: not built, COVNet will train on the wasm kernels only: ${reason}\n`);
+  process.exit(0);
+}
+
+function run(compiler, args) {
+  const result = spawnSync(compiler, args, { cwd: here, encoding: 'utf8' });
+  if (result.error) {
+    fail(`${compiler} could not be started: ${result.error.message}`);
+  }
+  if (result.status !== 0) {
+    fail(`${compiler} ${args.join(' ')} failed:\n${result.stderr.trim()}`);
+  }
+}
+
+if (process.arch !== 'x64') {
+  fail(`the kernels use AVX2 and FMA, which need an x64 CPU, and this is ${process.arch}`);
+}
+const headers = process.env.npm_config_nodedir
+  ? path.join(process.env.npm_config_nodedir, 'include', 'node')
+  : path.resolve(path.dirname(process.execPath), '..', 'include', 'node');
+if (!fs.existsSync(path.join(headers, 'node_api.h'))) {
+  fail(`Node's headers are not in ${headers} (node_api.h is missing)`);
+}
+const compiler = process.env.CXX || 'c++';
+fs.mkdirSync(outDir, { recursive: true });
+fs.rmSync(reasonFile, { force: true });
+const common = ['-std=c++17', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', `-I${headers}`];
+const partial = path.join(outDir, `covnet_kernels.${process.pid}.tmp`);
+// Only the kernel files are compiled for AVX2 and FMA; the entry points check the CPU first.
+const objects = [];
+for (const source of ['conv-avx2', 'batch-norm']) {
+  objects.push(path.join(outDir, `${source}.o`));
+  run(compiler, [...common, '-O3', '-mavx2', '-mfma', '-fno-math-errno', '-c', `src/${source}.cc`, '-o', objects[objects.length - 1]]);
+}
+objects.push(path.join(outDir, 'addon.o'));
+run(compiler, [...common, '-O2', '-c', 'src/addon.cc', '-o', objects[objects.length - 1]]);
+run(compiler, ['-shared', ...objects, '-o', partial]);
+// Renamed into place, so a build that is interrupted never leaves a half-written addon.
+fs.renameSync(partial, target);
+process.stderr.write(`@covnet/native-kernels: built ${path.relative(process.cwd(), target)}\n`);

@@ -1,0 +1,228 @@
+// Node-API entry points of the native convolution kernels. This file is built without
+// AVX2 flags, so it can run on any x86-64 CPU and report why the kernels are unusable
+// instead of crashing on an illegal instruction.
+#include <node_api.h>
+
+#include <cstdint>
+#include <exception>
+#include <string>
+
+#include "batch-norm.h"
+#include "conv-avx2.h"
+
+namespace {
+
+bool cpuHasAvx2Fma() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+struct Floats {
+  float* data = nullptr;
+  size_t length = 0;
+};
+
+// Reads argument `index` as a Float32Array; throws a JS TypeError naming `name` otherwise.
+bool getFloats(napi_env env, napi_value value, const char* name, Floats& out) {
+  bool isTyped = false;
+  napi_is_typedarray(env, value, &isTyped);
+  napi_typedarray_type type;
+  void* data = nullptr;
+  if (isTyped && napi_get_typedarray_info(env, value, &type, &out.length, &data, nullptr, nullptr) == napi_ok && type == napi_float32_array) {
+    out.data = static_cast<float*>(data);
+    return true;
+  }
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", (std::string(name) + " must be a Float32Array").c_str());
+  return false;
+}
+
+bool getShape(napi_env env, napi_value value, covnet::ConvShape& s) {
+  bool isTyped = false;
+  napi_is_typedarray(env, value, &isTyped);
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (!isTyped || napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_int32_array || length != 13) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "shape must be an Int32Array of 13 values");
+    return false;
+  }
+  const int32_t* v = static_cast<const int32_t*>(data);
+  s = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]};
+  for (int i = 0; i < 13; i++) {
+    // Padding may be zero; every extent and stride must be positive.
+    if (i >= 11 ? v[i] < 0 : v[i] <= 0) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("shape value " + std::to_string(i) + " is " + std::to_string(v[i])).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+bool needs(napi_env env, const Floats& f, const char* name, size_t count) {
+  if (f.length >= count) return true;
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (std::string(name) + " holds " + std::to_string(f.length) + " values, the convolution needs " + std::to_string(count)).c_str());
+  return false;
+}
+
+size_t inputSize(const covnet::ConvShape& s) { return static_cast<size_t>(s.n) * s.ih * s.iw * s.ic; }
+size_t outputSize(const covnet::ConvShape& s) { return static_cast<size_t>(s.n) * s.oh * s.ow * s.oc; }
+size_t filterSize(const covnet::ConvShape& s) { return static_cast<size_t>(s.kh) * s.kw * s.ic * s.oc; }
+
+template <typename Body>
+napi_value guarded(napi_env env, Body body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    napi_throw_error(env, "ERR_NATIVE_KERNEL", e.what());
+  }
+  return nullptr;
+}
+
+napi_value Conv2dForward(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  covnet::ConvShape s;
+  Floats x, w, y, bias;
+  if (argc != 6 || !getFloats(env, argv[0], "x", x) || !getFloats(env, argv[1], "filter", w) || !getFloats(env, argv[3], "y", y) || !getShape(env, argv[4], s)) {
+    if (argc != 6) napi_throw_type_error(env, nullptr, "conv2dForward(x, filter, bias, y, shape, activation) takes 6 arguments");
+    return nullptr;
+  }
+  napi_valuetype biasType;
+  napi_typeof(env, argv[2], &biasType);
+  if (biasType != napi_null && (!getFloats(env, argv[2], "bias", bias) || !needs(env, bias, "bias", s.oc))) return nullptr;
+  int32_t act = 0;
+  if (napi_get_value_int32(env, argv[5], &act) != napi_ok || (act != 0 && act != 1)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "activation must be 0 (linear) or 1 (relu)");
+    return nullptr;
+  }
+  if (!needs(env, x, "x", inputSize(s)) || !needs(env, w, "filter", filterSize(s)) || !needs(env, y, "y", outputSize(s))) return nullptr;
+  return guarded(env, [&] { covnet::conv2dForward(s, x.data, w.data, bias.data, static_cast<covnet::Activation>(act), y.data); });
+}
+
+napi_value Conv2dBackpropInput(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  covnet::ConvShape s;
+  Floats dy, w, dx;
+  if (argc != 4) {
+    napi_throw_type_error(env, nullptr, "conv2dBackpropInput(dy, filter, dx, shape) takes 4 arguments");
+    return nullptr;
+  }
+  if (!getFloats(env, argv[0], "dy", dy) || !getFloats(env, argv[1], "filter", w) || !getFloats(env, argv[2], "dx", dx) || !getShape(env, argv[3], s)) return nullptr;
+  if (!needs(env, dy, "dy", outputSize(s)) || !needs(env, w, "filter", filterSize(s)) || !needs(env, dx, "dx", inputSize(s))) return nullptr;
+  return guarded(env, [&] { covnet::conv2dBackpropInput(s, dy.data, w.data, dx.data); });
+}
+
+napi_value Conv2dBackpropFilter(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  covnet::ConvShape s;
+  Floats x, dy, dw;
+  if (argc != 4) {
+    napi_throw_type_error(env, nullptr, "conv2dBackpropFilter(x, dy, dw, shape) takes 4 arguments");
+    return nullptr;
+  }
+  if (!getFloats(env, argv[0], "x", x) || !getFloats(env, argv[1], "dy", dy) || !getFloats(env, argv[2], "dw", dw) || !getShape(env, argv[3], s)) return nullptr;
+  if (!needs(env, x, "x", inputSize(s)) || !needs(env, dy, "dy", outputSize(s)) || !needs(env, dw, "dw", filterSize(s))) return nullptr;
+  return guarded(env, [&] { covnet::conv2dBackpropFilter(s, x.data, dy.data, dw.data); });
+}
+
+// Reads rows and channels (positive integers) and epsilon from argv[first..first+2].
+bool getLayout(napi_env env, napi_value* argv, long& rows, int& channels, float& epsilon) {
+  int64_t r = 0;
+  int32_t c = 0;
+  double e = 0;
+  if (napi_get_value_int64(env, argv[0], &r) != napi_ok || napi_get_value_int32(env, argv[1], &c) != napi_ok || napi_get_value_double(env, argv[2], &e) != napi_ok || r <= 0 || c <= 0 || !(e > 0)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "rows and channels must be positive integers and epsilon a positive number");
+    return false;
+  }
+  rows = static_cast<long>(r);
+  channels = c;
+  epsilon = static_cast<float>(e);
+  return true;
+}
+
+napi_value BatchNormTraining(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc != 9) {
+    napi_throw_type_error(env, nullptr, "batchNormTraining(rows, channels, epsilon, x, gamma, beta, y, mean, variance) takes 9 arguments");
+    return nullptr;
+  }
+  long rows;
+  int channels;
+  float epsilon;
+  Floats x, gamma, beta, y, mean, variance;
+  if (!getLayout(env, argv, rows, channels, epsilon) || !getFloats(env, argv[3], "x", x) || !getFloats(env, argv[4], "gamma", gamma) || !getFloats(env, argv[5], "beta", beta) ||
+      !getFloats(env, argv[6], "y", y) || !getFloats(env, argv[7], "mean", mean) || !getFloats(env, argv[8], "variance", variance)) {
+    return nullptr;
+  }
+  const size_t size = static_cast<size_t>(rows) * channels;
+  if (!needs(env, x, "x", size) || !needs(env, y, "y", size) || !needs(env, gamma, "gamma", channels) || !needs(env, beta, "beta", channels) || !needs(env, mean, "mean", channels) ||
+      !needs(env, variance, "variance", channels)) {
+    return nullptr;
+  }
+  return guarded(env, [&] { covnet::batchNormTraining(rows, channels, x.data, gamma.data, beta.data, epsilon, y.data, mean.data, variance.data); });
+}
+
+napi_value BatchNormTrainingGrad(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc != 11) {
+    napi_throw_type_error(env, nullptr, "batchNormTrainingGrad(rows, channels, epsilon, dy, x, gamma, mean, variance, dx, dgamma, dbeta) takes 11 arguments");
+    return nullptr;
+  }
+  long rows;
+  int channels;
+  float epsilon;
+  Floats dy, x, gamma, mean, variance, dx, dgamma, dbeta;
+  if (!getLayout(env, argv, rows, channels, epsilon) || !getFloats(env, argv[3], "dy", dy) || !getFloats(env, argv[4], "x", x) || !getFloats(env, argv[5], "gamma", gamma) ||
+      !getFloats(env, argv[6], "mean", mean) || !getFloats(env, argv[7], "variance", variance) || !getFloats(env, argv[8], "dx", dx) || !getFloats(env, argv[9], "dgamma", dgamma) ||
+      !getFloats(env, argv[10], "dbeta", dbeta)) {
+    return nullptr;
+  }
+  const size_t size = static_cast<size_t>(rows) * channels;
+  if (!needs(env, dy, "dy", size) || !needs(env, x, "x", size) || !needs(env, dx, "dx", size) || !needs(env, gamma, "gamma", channels) || !needs(env, mean, "mean", channels) ||
+      !needs(env, variance, "variance", channels) || !needs(env, dgamma, "dgamma", channels) || !needs(env, dbeta, "dbeta", channels)) {
+    return nullptr;
+  }
+  return guarded(env, [&] { covnet::batchNormTrainingGrad(rows, channels, dy.data, x.data, gamma.data, mean.data, variance.data, epsilon, dx.data, dgamma.data, dbeta.data); });
+}
+
+napi_value Unsupported(napi_env env, napi_callback_info) {
+  napi_throw_error(env, "ERR_NATIVE_KERNEL", "this CPU lacks AVX2 or FMA");
+  return nullptr;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const bool ok = cpuHasAvx2Fma();
+  napi_value reason;
+  if (ok) {
+    napi_get_null(env, &reason);
+  } else {
+    napi_create_string_utf8(env, "this CPU lacks AVX2 or FMA, which the native convolution kernels need", NAPI_AUTO_LENGTH, &reason);
+  }
+  napi_property_descriptor props[] = {
+      {"unsupportedReason", nullptr, nullptr, nullptr, nullptr, reason, napi_enumerable, nullptr},
+      {"conv2dForward", nullptr, ok ? Conv2dForward : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"conv2dBackpropInput", nullptr, ok ? Conv2dBackpropInput : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"conv2dBackpropFilter", nullptr, ok ? Conv2dBackpropFilter : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"batchNormTraining", nullptr, ok ? BatchNormTraining : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"batchNormTrainingGrad", nullptr, ok ? BatchNormTrainingGrad : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE_INIT() { return Init(env, exports); }

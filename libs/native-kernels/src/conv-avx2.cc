@@ -1,0 +1,309 @@
+// Float32 convolutions as matrix products, with a register-blocked AVX2/FMA kernel.
+//
+// The matrix product follows the usual blocked layout: a KC x NC panel of b and an
+// MC x KC block of a are copied ("packed") into contiguous buffers so that the inner
+// kernel streams both from cache, and the inner kernel keeps a 6 x 16 block of c in
+// twelve 256-bit registers. A convolution becomes a product by copying each output
+// pixel's receptive field into one row ("im2col"), a chunk of rows at a time so that the
+// scratch stays a few megabytes whatever the batch.
+#include "conv-avx2.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+namespace covnet {
+namespace {
+
+constexpr int MR = 6;
+constexpr int NR = 16;
+constexpr int MC = 96;
+constexpr int KC = 256;
+constexpr int NC = 2048;
+// Rows of receptive fields copied at once: about 4 MB of scratch per thread.
+constexpr long kChunkFloats = 1L << 20;
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<float, AlignedFree>;
+
+float* alignedFloats(size_t count) {
+  void* p = std::aligned_alloc(64, ((count * sizeof(float) + 63) / 64) * 64);
+  if (p == nullptr) throw std::bad_alloc();
+  return static_cast<float*>(p);
+}
+
+// Per-thread scratch: the site agent runs one backend per worker thread.
+struct Scratch {
+  Buffer packedA{alignedFloats(MC * KC)};
+  Buffer packedB{alignedFloats(static_cast<size_t>(KC) * NC)};
+  std::vector<float> rows;
+};
+Scratch& scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+
+inline void microKernel(int kc, const float* __restrict a, const float* __restrict b, float* c, long ldc, int m, int n, bool accumulate) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int k = 0; k < kc; k++) {
+    const __m256 b0 = _mm256_load_ps(b);
+    const __m256 b1 = _mm256_load_ps(b + 8);
+    __m256 av = _mm256_broadcast_ss(a);
+    c00 = _mm256_fmadd_ps(av, b0, c00);
+    c01 = _mm256_fmadd_ps(av, b1, c01);
+    av = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(av, b0, c10);
+    c11 = _mm256_fmadd_ps(av, b1, c11);
+    av = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(av, b0, c20);
+    c21 = _mm256_fmadd_ps(av, b1, c21);
+    av = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(av, b0, c30);
+    c31 = _mm256_fmadd_ps(av, b1, c31);
+    av = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(av, b0, c40);
+    c41 = _mm256_fmadd_ps(av, b1, c41);
+    av = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(av, b0, c50);
+    c51 = _mm256_fmadd_ps(av, b1, c51);
+    a += MR;
+    b += NR;
+  }
+  alignas(32) float t[MR * NR];
+  _mm256_store_ps(t + 0, c00);
+  _mm256_store_ps(t + 8, c01);
+  _mm256_store_ps(t + 16, c10);
+  _mm256_store_ps(t + 24, c11);
+  _mm256_store_ps(t + 32, c20);
+  _mm256_store_ps(t + 40, c21);
+  _mm256_store_ps(t + 48, c30);
+  _mm256_store_ps(t + 56, c31);
+  _mm256_store_ps(t + 64, c40);
+  _mm256_store_ps(t + 72, c41);
+  _mm256_store_ps(t + 80, c50);
+  _mm256_store_ps(t + 88, c51);
+  if (m == MR && n == NR) {
+    for (int i = 0; i < MR; i++) {
+      float* row = c + i * ldc;
+      __m256 r0 = _mm256_load_ps(t + i * NR);
+      __m256 r1 = _mm256_load_ps(t + i * NR + 8);
+      if (accumulate) {
+        r0 = _mm256_add_ps(r0, _mm256_loadu_ps(row));
+        r1 = _mm256_add_ps(r1, _mm256_loadu_ps(row + 8));
+      }
+      _mm256_storeu_ps(row, r0);
+      _mm256_storeu_ps(row + 8, r1);
+    }
+    return;
+  }
+  for (int i = 0; i < m; i++) {
+    for (int j = 0; j < n; j++) {
+      float* p = c + i * ldc + j;
+      *p = accumulate ? *p + t[i * NR + j] : t[i * NR + j];
+    }
+  }
+}
+
+// Copies rows [0, mc) and columns [0, kc) of a into slivers of MR rows, k-major within
+// a sliver; rows past mc are zero, so the kernel never reads past the block.
+void packA(int mc, int kc, const float* a, long rsa, long csa, float* out) {
+  for (int i0 = 0; i0 < mc; i0 += MR) {
+    const int m = std::min(MR, mc - i0);
+    if (csa == 1 && m == MR) {
+      const float* r[MR];
+      for (int r0 = 0; r0 < MR; r0++) r[r0] = a + (i0 + r0) * rsa;
+      for (int k = 0; k < kc; k++) {
+        for (int r0 = 0; r0 < MR; r0++) out[r0] = r[r0][k];
+        out += MR;
+      }
+      continue;
+    }
+    for (int k = 0; k < kc; k++) {
+      const float* col = a + i0 * rsa + k * csa;
+      int r0 = 0;
+      for (; r0 < m; r0++) out[r0] = col[r0 * rsa];
+      for (; r0 < MR; r0++) out[r0] = 0.0f;
+      out += MR;
+    }
+  }
+}
+
+// Copies rows [0, kc) and columns [0, nc) of b into slivers of NR columns, k-major.
+void packB(int kc, int nc, const float* b, long rsb, long csb, float* out) {
+  for (int j0 = 0; j0 < nc; j0 += NR) {
+    const int n = std::min(NR, nc - j0);
+    for (int k = 0; k < kc; k++) {
+      const float* src = b + k * rsb + j0 * csb;
+      if (csb == 1 && n == NR) {
+        std::memcpy(out, src, NR * sizeof(float));
+      } else {
+        int j = 0;
+        for (; j < n; j++) out[j] = src[j * csb];
+        for (; j < NR; j++) out[j] = 0.0f;
+      }
+      out += NR;
+    }
+  }
+}
+
+// Copies the receptive fields of output pixels [first, first + count) into rows of
+// kh * kw * ic values, ordered (kh, kw, ic) as the filter's rows are; padding reads 0.
+void receptiveFields(const ConvShape& s, const float* x, long first, long count, float* rows) {
+  const long K = static_cast<long>(s.kh) * s.kw * s.ic;
+  const long perImage = static_cast<long>(s.oh) * s.ow;
+  for (long r = 0; r < count; r++) {
+    const long m = first + r;
+    const long n = m / perImage;
+    const int oy = static_cast<int>((m % perImage) / s.ow);
+    const int ox = static_cast<int>(m % s.ow);
+    float* out = rows + r * K;
+    for (int ky = 0; ky < s.kh; ky++) {
+      const int iy = oy * s.strideH - s.padTop + ky;
+      for (int kx = 0; kx < s.kw; kx++, out += s.ic) {
+        const int ix = ox * s.strideW - s.padLeft + kx;
+        if (iy < 0 || iy >= s.ih || ix < 0 || ix >= s.iw) {
+          std::memset(out, 0, s.ic * sizeof(float));
+        } else {
+          std::memcpy(out, x + ((n * s.ih + iy) * s.iw + ix) * s.ic, s.ic * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+// Adds rows of receptive-field gradients back onto the input pixels they came from.
+void addReceptiveFields(const ConvShape& s, const float* rows, long first, long count, float* dx) {
+  const long K = static_cast<long>(s.kh) * s.kw * s.ic;
+  const long perImage = static_cast<long>(s.oh) * s.ow;
+  for (long r = 0; r < count; r++) {
+    const long m = first + r;
+    const long n = m / perImage;
+    const int oy = static_cast<int>((m % perImage) / s.ow);
+    const int ox = static_cast<int>(m % s.ow);
+    const float* in = rows + r * K;
+    for (int ky = 0; ky < s.kh; ky++) {
+      const int iy = oy * s.strideH - s.padTop + ky;
+      for (int kx = 0; kx < s.kw; kx++, in += s.ic) {
+        const int ix = ox * s.strideW - s.padLeft + kx;
+        if (iy < 0 || iy >= s.ih || ix < 0 || ix >= s.iw) continue;
+        float* target = dx + ((n * s.ih + iy) * s.iw + ix) * s.ic;
+        for (int c = 0; c < s.ic; c++) target[c] += in[c];
+      }
+    }
+  }
+}
+
+bool isPointwise(const ConvShape& s) {
+  return s.kh == 1 && s.kw == 1 && s.strideH == 1 && s.strideW == 1 && s.padTop == 0 && s.padLeft == 0 && s.oh == s.ih && s.ow == s.iw;
+}
+
+long chunkRows(long K) { return std::max<long>(MC, kChunkFloats / std::max<long>(K, 1)); }
+
+}  // namespace
+
+void sgemm(int M, int N, int K, const float* a, long rsa, long csa, const float* b, long rsb, long csb, float* c, long ldc, bool accumulate) {
+  if (K == 0) {
+    if (!accumulate) {
+      for (int i = 0; i < M; i++) std::memset(c + i * ldc, 0, N * sizeof(float));
+    }
+    return;
+  }
+  Scratch& sc = scratch();
+  float* bufA = sc.packedA.get();
+  float* bufB = sc.packedB.get();
+  for (int jc = 0; jc < N; jc += NC) {
+    const int nc = std::min(NC, N - jc);
+    for (int pc = 0; pc < K; pc += KC) {
+      const int kc = std::min(KC, K - pc);
+      const bool acc = accumulate || pc > 0;
+      packB(kc, nc, b + pc * rsb + jc * csb, rsb, csb, bufB);
+      for (int ic = 0; ic < M; ic += MC) {
+        const int mc = std::min(MC, M - ic);
+        packA(mc, kc, a + ic * rsa + pc * csa, rsa, csa, bufA);
+        for (int jr = 0; jr < nc; jr += NR) {
+          for (int ir = 0; ir < mc; ir += MR) {
+            microKernel(kc, bufA + ir * kc, bufB + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir), std::min(NR, nc - jr), acc);
+          }
+        }
+      }
+    }
+  }
+}
+
+void conv2dForward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y) {
+  const long M = static_cast<long>(s.n) * s.oh * s.ow;
+  const long K = static_cast<long>(s.kh) * s.kw * s.ic;
+  if (isPointwise(s)) {
+    sgemm(static_cast<int>(M), s.oc, static_cast<int>(K), x, K, 1, w, s.oc, 1, y, s.oc, false);
+  } else {
+    std::vector<float>& rows = scratch().rows;
+    const long chunk = std::min(M, chunkRows(K));
+    rows.resize(chunk * K);
+    for (long first = 0; first < M; first += chunk) {
+      const long count = std::min(chunk, M - first);
+      receptiveFields(s, x, first, count, rows.data());
+      sgemm(static_cast<int>(count), s.oc, static_cast<int>(K), rows.data(), K, 1, w, s.oc, 1, y + first * s.oc, s.oc, false);
+    }
+  }
+  if (bias == nullptr && act == Activation::Linear) return;
+  for (long m = 0; m < M; m++) {
+    float* row = y + m * s.oc;
+    if (bias != nullptr) {
+      for (int c = 0; c < s.oc; c++) row[c] += bias[c];
+    }
+    if (act == Activation::Relu) {
+      for (int c = 0; c < s.oc; c++) row[c] = row[c] > 0.0f ? row[c] : 0.0f;
+    }
+  }
+}
+
+void conv2dBackpropInput(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  const long M = static_cast<long>(s.n) * s.oh * s.ow;
+  const long K = static_cast<long>(s.kh) * s.kw * s.ic;
+  // dx's rows are dy's rows times the transposed filter: b(k = oc, j) = w[j * oc + k].
+  if (isPointwise(s)) {
+    sgemm(static_cast<int>(M), s.ic, s.oc, dy, s.oc, 1, w, 1, s.oc, dx, s.ic, false);
+    return;
+  }
+  std::memset(dx, 0, static_cast<size_t>(s.n) * s.ih * s.iw * s.ic * sizeof(float));
+  std::vector<float>& rows = scratch().rows;
+  const long chunk = std::min(M, chunkRows(K));
+  rows.resize(chunk * K);
+  for (long first = 0; first < M; first += chunk) {
+    const long count = std::min(chunk, M - first);
+    sgemm(static_cast<int>(count), static_cast<int>(K), s.oc, dy + first * s.oc, s.oc, 1, w, 1, s.oc, rows.data(), K, false);
+    addReceptiveFields(s, rows.data(), first, count, dx);
+  }
+}
+
+void conv2dBackpropFilter(const ConvShape& s, const float* x, const float* dy, float* dw) {
+  const long M = static_cast<long>(s.n) * s.oh * s.ow;
+  const long K = static_cast<long>(s.kh) * s.kw * s.ic;
+  // dw = fields^T dy: a(i = filter row, k = pixel) = fields[k * K + i].
+  if (isPointwise(s)) {
+    sgemm(s.ic, s.oc, static_cast<int>(M), x, 1, s.ic, dy, s.oc, 1, dw, s.oc, false);
+    return;
+  }
+  std::vector<float>& rows = scratch().rows;
+  const long chunk = std::min(M, chunkRows(K));
+  rows.resize(chunk * K);
+  for (long first = 0; first < M; first += chunk) {
+    const long count = std::min(chunk, M - first);
+    receptiveFields(s, x, first, count, rows.data());
+    sgemm(static_cast<int>(K), s.oc, static_cast<int>(count), rows.data(), 1, K, dy + first * s.oc, s.oc, 1, dw, s.oc, first > 0);
+  }
+}
+
+}  // namespace covnet

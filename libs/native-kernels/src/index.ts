@@ -1,0 +1,77 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * The kernels of build/covnet_kernels.node: convolutions and training-mode batch normalisation. Each reads and writes the given
+ * Float32Arrays in place (NHWC input, [kh, kw, in, out] filter) and checks their lengths
+ * against `shape`: [n, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels,
+ * filterHeight, filterWidth, strideHeight, strideWidth, padTop, padLeft].
+ */
+export interface NativeKernels {
+  conv2dForward(x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array, shape: Int32Array, activation: NativeActivation): void;
+  conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, shape: Int32Array): void;
+  conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, shape: Int32Array): void;
+  /** Batch normalisation with the batch's statistics over `rows` rows of `channels` values; writes y, mean and variance. */
+  batchNormTraining(rows: number, channels: number, epsilon: number, x: Float32Array, gamma: Float32Array, beta: Float32Array, y: Float32Array, mean: Float32Array, variance: Float32Array): void;
+  /** Gradients of batchNormTraining for output gradient dy; writes dx, dgamma and dbeta. */
+  batchNormTrainingGrad(
+    rows: number,
+    channels: number,
+    epsilon: number,
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    mean: Float32Array,
+    variance: Float32Array,
+    dx: Float32Array,
+    dgamma: Float32Array,
+    dbeta: Float32Array,
+  ): void;
+}
+
+/** What conv2dForward applies after the bias: 0 nothing, 1 relu. */
+export const NativeActivation = { Linear: 0, Relu: 1 } as const;
+export type NativeActivation = (typeof NativeActivation)[keyof typeof NativeActivation];
+
+export type NativeKernelsLoad = { kernels: NativeKernels; reason?: undefined } | { kernels: null; reason: string };
+
+const BUILD_DIR = path.join(__dirname, '..', 'build');
+
+/** Turns the native kernels off for a process, to compare against or to test the wasm kernels. */
+export const DISABLE_VARIABLE = 'COVNET_NATIVE_KERNELS';
+
+let cached: NativeKernelsLoad | undefined;
+
+/**
+ * Loads the native kernels once per thread, or says why they cannot be used: the install
+ * step did not build them (and why, from its log), the CPU lacks AVX2 or FMA, or
+ * COVNET_NATIVE_KERNELS=0 turns them off.
+ */
+export function loadNativeKernels(): NativeKernelsLoad {
+  if (cached === undefined) {
+    cached = load();
+  }
+  return cached;
+}
+
+function load(): NativeKernelsLoad {
+  if (process.env[DISABLE_VARIABLE] === '0') {
+    return { kernels: null, reason: `${DISABLE_VARIABLE}=0 turns them off` };
+  }
+  const addon = path.join(BUILD_DIR, 'covnet_kernels.node');
+  if (!existsSync(addon)) {
+    const log = path.join(BUILD_DIR, 'build-error.txt');
+    const why = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n')[0] : 'the install step did not run (run `npm rebuild @covnet/native-kernels`)';
+    return { kernels: null, reason: `they were not built: ${why}` };
+  }
+  let loaded: NativeKernels & { unsupportedReason: string | null };
+  try {
+    loaded = require(addon) as typeof loaded;
+  } catch (err) {
+    return { kernels: null, reason: `${addon} failed to load: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  if (loaded.unsupportedReason !== null) {
+    return { kernels: null, reason: loaded.unsupportedReason };
+  }
+  return { kernels: loaded };
+}
