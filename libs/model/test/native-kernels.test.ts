@@ -31,7 +31,8 @@ const CASES: ConvCase[] = [
   { name: '2x2 stride 3, filter narrower than the stride', xShape: [2, 10, 11, 2], filterShape: [2, 2, 2, 3], strides: 3, pad: 'valid' },
   { name: '3x3 stride 2 explicit asymmetric', xShape: [2, 8, 7, 3], filterShape: [3, 3, 3, 4], strides: 2, pad: [[0, 0], [1, 2], [2, 1], [0, 0]] },
   { name: '1x1, 300 channels in, 37 out', xShape: [2, 11, 13, 300], filterShape: [1, 1, 300, 37], strides: 1, pad: 'valid' },
-  { name: '3x3 over 40 channels, several scratch chunks', xShape: [2, 40, 40, 40], filterShape: [3, 3, 40, 21], strides: 1, pad: 'same' },
+  // 1M floats of scratch hold 14,563 rows of 72 values; this has 15,128.
+  { name: '3x3 over 8 channels, two scratch chunks', xShape: [1, 122, 124, 8], filterShape: [3, 3, 8, 3], strides: 1, pad: 'same' },
 ];
 
 const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
@@ -139,6 +140,48 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
     expect(() => native.kernels!.conv2dForward(new Float32Array(31), new Float32Array(54), null, new Float32Array(48), shape, 0)).toThrow(/x holds 31 values, the convolution needs 32/);
     expect(() => native.kernels!.conv2dBackpropFilter(new Float32Array(32), new Float32Array(48), new Float32Array(53), shape)).toThrow(/dw holds 53 values/);
     expect(() => native.kernels!.conv2dForward(new Float32Array(32), new Float32Array(54), null, new Float32Array(48), Int32Array.from([1, 4]), 0)).toThrow(/Int32Array of 13 values/);
+  });
+
+  describe('MaxPoolGrad', () => {
+    // ResNet's stem pool (3x3, stride 2, padding 1 as 'same' on an even size), an odd size,
+    // and a window with ties: relu outputs are often exactly 0.
+    const pools = [
+      { name: '3x3 stride 2 same', shape: [2, 12, 12, 5] as Shape4, filterSize: 3, strides: 2, pad: 'same' as const, ties: false },
+      { name: '2x2 stride 2 valid, odd size', shape: [1, 7, 9, 3] as Shape4, filterSize: 2, strides: 2, pad: 'valid' as const, ties: false },
+      { name: '3x3 stride 2 same, many ties', shape: [2, 8, 8, 4] as Shape4, filterSize: 3, strides: 2, pad: 'same' as const, ties: true },
+    ];
+    it.each(pools)('matches the cpu backend when $name', async (p) => {
+      const x = values(p.shape, 21).map((v) => (p.ties ? Math.max(0, Math.round(v * 4) / 4) : v));
+      const reference: Float32Array[] = [];
+      // Each output's gradient lands on exactly one input, so the two agree exactly.
+      for (const backend of ['cpu', 'wasm']) {
+        await tf.setBackend(backend);
+        const input = tf.tensor4d(x, p.shape);
+        // Distinct weights per output, so a gradient sent to the wrong input shows.
+        const pooledShape = tf.maxPool(input, p.filterSize, p.strides, p.pad).shape;
+        const weights = tf.range(1, 1 + size(pooledShape)).reshape(pooledShape);
+        const dx = tf.grad((xIn: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(xIn as tf.Tensor4D, p.filterSize, p.strides, p.pad), weights)))(input);
+        reference.push((await dx.data()) as Float32Array);
+        tf.dispose([input, weights, dx]);
+      }
+      expect(maxAbs(reference[0])).toBeGreaterThan(0);
+      expect(maxAbsDifference(reference[1], reference[0])).toBe(0);
+    });
+  });
+
+  it('FusedBatchNorm with fixed statistics matches the cpu backend', async () => {
+    const shape: Shape4 = [2, 6, 5, 7];
+    const inputs = {
+      x: { values: values(shape, 31), shape },
+      mean: { values: values([7], 32), shape: [7] },
+      variance: { values: pseudoRandomValues(7, 33).map((v) => 0.1 + v), shape: [7] },
+      offset: { values: values([7], 34), shape: [7] },
+      scale: { values: values([7], 35), shape: [7] },
+    };
+    const attrs = { varianceEpsilon: 1e-3 };
+    expectClose(await run('wasm', 'FusedBatchNorm', inputs, attrs), await run('cpu', 'FusedBatchNorm', inputs, attrs));
+    const { offset: _offset, scale: _scale, ...withoutAffine } = inputs;
+    expectClose(await run('wasm', 'FusedBatchNorm', withoutAffine, attrs), await run('cpu', 'FusedBatchNorm', withoutAffine, attrs));
   });
 
   describe('batch normalisation in training mode', () => {

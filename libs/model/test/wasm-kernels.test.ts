@@ -118,3 +118,27 @@ describe('FusedBatchNorm gradient', () => {
     });
   });
 });
+
+describe('Concat on wasm', () => {
+  beforeAll(async () => {
+    await initBackend({ prefer: 'wasm' });
+  });
+
+  // The grey-to-RGB concatenation, mixed widths, an empty input, a middle axis, and a
+  // wide case that goes to the built-in kernel.
+  const CONCATS: { name: string; shapes: number[][]; axis: number }[] = [
+    { name: 'three one-channel slices on the last axis', shapes: [[2, 5, 4, 1], [2, 5, 4, 1], [2, 5, 4, 1]], axis: -1 },
+    { name: 'widths 1, 3 and 2', shapes: [[3, 4, 1], [3, 4, 3], [3, 4, 2]], axis: 2 },
+    { name: 'an empty input among others', shapes: [[3, 2], [3, 0], [3, 1]], axis: 1 },
+    { name: 'a middle axis', shapes: [[2, 3, 4], [2, 1, 4]], axis: 1 },
+    { name: 'rows wider than the fast path', shapes: [[2, 100], [2, 50]], axis: 1 },
+  ];
+
+  it.each(CONCATS)('matches the cpu backend for $name', async (c) => {
+    const run = () => tf.tidy(() => tf.concat(c.shapes.map((shape, i) => tf.tensor(pseudoRandomValues(shape.reduce((a, b) => a * b, 1), 40 + i), shape)), c.axis));
+    const reference = await valuesOn('cpu', run);
+    const actual = await valuesOn('wasm', run);
+    expect(reference.length).toBeGreaterThan(0);
+    expect(Array.from(actual)).toEqual(Array.from(reference));
+  });
+});

@@ -1,4 +1,4 @@
-// Node-API entry points of the native convolution kernels. This file is built without
+// Node-API entry points of the native kernels. This file is built without
 // AVX2 flags, so it can run on any x86-64 CPU and report why the kernels are unusable
 // instead of crashing on an illegal instruction.
 #include <node_api.h>
@@ -198,6 +198,65 @@ napi_value BatchNormTrainingGrad(napi_env env, napi_callback_info info) {
   return guarded(env, [&] { covnet::batchNormTrainingGrad(rows, channels, dy.data, x.data, gamma.data, mean.data, variance.data, epsilon, dx.data, dgamma.data, dbeta.data); });
 }
 
+napi_value BatchNormInference(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc != 9) {
+    napi_throw_type_error(env, nullptr, "batchNormInference(rows, channels, epsilon, x, mean, variance, offset, scale, y) takes 9 arguments");
+    return nullptr;
+  }
+  long rows;
+  int channels;
+  float epsilon;
+  Floats x, mean, variance, offset, scale, y;
+  if (!getLayout(env, argv, rows, channels, epsilon) || !getFloats(env, argv[3], "x", x) || !getFloats(env, argv[4], "mean", mean) || !getFloats(env, argv[5], "variance", variance) ||
+      !getFloats(env, argv[8], "y", y)) {
+    return nullptr;
+  }
+  napi_valuetype type;
+  napi_typeof(env, argv[6], &type);
+  if (type != napi_null && (!getFloats(env, argv[6], "offset", offset) || !needs(env, offset, "offset", channels))) return nullptr;
+  napi_typeof(env, argv[7], &type);
+  if (type != napi_null && (!getFloats(env, argv[7], "scale", scale) || !needs(env, scale, "scale", channels))) return nullptr;
+  const size_t size = static_cast<size_t>(rows) * channels;
+  if (!needs(env, x, "x", size) || !needs(env, y, "y", size) || !needs(env, mean, "mean", channels) || !needs(env, variance, "variance", channels)) return nullptr;
+  return guarded(env, [&] { covnet::batchNormInference(rows, channels, x.data, mean.data, variance.data, offset.data, scale.data, epsilon, y.data); });
+}
+
+napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc != 4) {
+    napi_throw_type_error(env, nullptr, "maxPoolGrad(dy, x, dx, shape) takes 4 arguments");
+    return nullptr;
+  }
+  Floats dy, x, dx;
+  if (!getFloats(env, argv[0], "dy", dy) || !getFloats(env, argv[1], "x", x) || !getFloats(env, argv[2], "dx", dx)) return nullptr;
+  bool isTyped = false;
+  napi_is_typedarray(env, argv[3], &isTyped);
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (!isTyped || napi_get_typedarray_info(env, argv[3], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_int32_array || length != 12) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "shape must be an Int32Array of 12 values");
+    return nullptr;
+  }
+  const int32_t* v = static_cast<const int32_t*>(data);
+  for (int i = 0; i < 12; i++) {
+    if (i >= 10 ? v[i] < 0 : v[i] <= 0) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("shape value " + std::to_string(i) + " is " + std::to_string(v[i])).c_str());
+      return nullptr;
+    }
+  }
+  const covnet::PoolShape s{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]};
+  const size_t inputSize = static_cast<size_t>(s.n) * s.ih * s.iw * s.c;
+  const size_t outputSize = static_cast<size_t>(s.n) * s.oh * s.ow * s.c;
+  if (!needs(env, dy, "dy", outputSize) || !needs(env, x, "x", inputSize) || !needs(env, dx, "dx", inputSize)) return nullptr;
+  return guarded(env, [&] { covnet::maxPoolGrad(s, dy.data, x.data, dx.data); });
+}
+
 napi_value Unsupported(napi_env env, napi_callback_info) {
   napi_throw_error(env, "ERR_NATIVE_KERNEL", "this CPU lacks AVX2 or FMA");
   return nullptr;
@@ -218,6 +277,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"conv2dBackpropFilter", nullptr, ok ? Conv2dBackpropFilter : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"batchNormTraining", nullptr, ok ? BatchNormTraining : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"batchNormTrainingGrad", nullptr, ok ? BatchNormTrainingGrad : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"batchNormInference", nullptr, ok ? BatchNormInference : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"maxPoolGrad", nullptr, ok ? MaxPoolGrad : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -4,6 +4,7 @@
 // double, so the statistics do not depend on the batch size's rounding.
 #include "batch-norm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -70,6 +71,59 @@ void batchNormTrainingGrad(long rows, int channels, const float* dy, const float
     const float* in = x + r * channels;
     float* out = dx + r * channels;
     for (int c = 0; c < channels; c++) out[c] = a[c] * g[c] + b[c] * (in[c] - mean[c]) + k[c];
+  }
+}
+
+}  // namespace covnet
+
+namespace covnet {
+
+void batchNormInference(long rows, int channels, const float* x, const float* mean, const float* variance, const float* offset, const float* scale, float epsilon, float* y) {
+  std::vector<float> factor(channels), shift(channels);
+  for (int c = 0; c < channels; c++) {
+    factor[c] = static_cast<float>((scale == nullptr ? 1.0 : scale[c]) / std::sqrt(static_cast<double>(variance[c]) + epsilon));
+    shift[c] = offset == nullptr ? 0.0f : offset[c];
+  }
+  for (long r = 0; r < rows; r++) {
+    const float* in = x + r * channels;
+    float* out = y + r * channels;
+    for (int c = 0; c < channels; c++) out[c] = (in[c] - mean[c]) * factor[c] + shift[c];
+  }
+}
+
+void maxPoolGrad(const PoolShape& s, const float* dy, const float* x, float* dx) {
+  const size_t inputSize = static_cast<size_t>(s.n) * s.ih * s.iw * s.c;
+  std::fill(dx, dx + inputSize, 0.0f);
+  std::vector<float> best(s.c);
+  std::vector<long> where(s.c);
+  for (int n = 0; n < s.n; n++) {
+    for (int oy = 0; oy < s.oh; oy++) {
+      for (int ox = 0; ox < s.ow; ox++) {
+        std::fill(best.begin(), best.end(), -INFINITY);
+        std::fill(where.begin(), where.end(), -1L);
+        for (int ky = 0; ky < s.fh; ky++) {
+          const int iy = oy * s.strideH - s.padTop + ky;
+          if (iy < 0 || iy >= s.ih) continue;
+          for (int kx = 0; kx < s.fw; kx++) {
+            const int ix = ox * s.strideW - s.padLeft + kx;
+            if (ix < 0 || ix >= s.iw) continue;
+            const long base = ((static_cast<long>(n) * s.ih + iy) * s.iw + ix) * s.c;
+            const float* in = x + base;
+            for (int c = 0; c < s.c; c++) {
+              // Strictly greater: the first maximum wins, and NaN never does.
+              if (in[c] > best[c]) {
+                best[c] = in[c];
+                where[c] = base + c;
+              }
+            }
+          }
+        }
+        const float* g = dy + ((static_cast<long>(n) * s.oh + oy) * s.ow + ox) * s.c;
+        for (int c = 0; c < s.c; c++) {
+          if (where[c] >= 0) dx[where[c]] += g[c];
+        }
+      }
+    }
   }
 }
 

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /**
- * The kernels of build/covnet_kernels.node: convolutions and training-mode batch normalisation. Each reads and writes the given
+ * The kernels of build/covnet_kernels.node: convolutions, batch normalisation and the max-pool gradient. Each reads and writes the given
  * Float32Arrays in place (NHWC input, [kh, kw, in, out] filter) and checks their lengths
  * against `shape`: [n, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels,
  * filterHeight, filterWidth, strideHeight, strideWidth, padTop, padLeft].
@@ -27,6 +27,13 @@ export interface NativeKernels {
     dgamma: Float32Array,
     dbeta: Float32Array,
   ): void;
+  /** Batch normalisation with fixed statistics; offset and scale may be null. */
+  batchNormInference(rows: number, channels: number, epsilon: number, x: Float32Array, mean: Float32Array, variance: Float32Array, offset: Float32Array | null, scale: Float32Array | null, y: Float32Array): void;
+  /**
+   * Gradient of a max pool; shape is [n, inHeight, inWidth, channels, outHeight, outWidth,
+   * filterHeight, filterWidth, strideHeight, strideWidth, padTop, padLeft].
+   */
+  maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, shape: Int32Array): void;
 }
 
 /** What conv2dForward applies after the bias: 0 nothing, 1 relu. */

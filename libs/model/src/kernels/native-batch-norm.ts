@@ -57,7 +57,38 @@ export function nativeBatchNormKernelConfigs(native: NativeKernels): tf.KernelCo
     );
     return [dx, dgamma, dbeta];
   };
+  // tfjs's FusedBatchNorm (fixed statistics, as in inference) on wasm is a scalar loop
+  // that took about a fifth of a ResNet-50 forward pass once the convolutions were native.
+  const stock = tf.getKernel(tf.FusedBatchNorm, 'wasm');
+  if (stock === undefined) {
+    throw new Error('native batch norm: wasm has no FusedBatchNorm kernel to fall back to');
+  }
+  const inference = (args: KernelArgs): tf.TensorInfo => {
+    const backend = args.backend as BackendWasm;
+    const { x, mean, variance, offset, scale } = args.inputs as Record<'x' | 'mean' | 'variance', tf.TensorInfo> & Partial<Record<'offset' | 'scale', tf.TensorInfo>>;
+    const { varianceEpsilon } = args.attrs as { varianceEpsilon: number };
+    const channels = x.shape[x.shape.length - 1];
+    const perChannel = (t: tf.TensorInfo | undefined): boolean => t === undefined || (tf.util.sizeFromShape(t.shape) === channels && t.dtype === 'float32');
+    // Statistics that broadcast in any other way go to the stock kernel.
+    if (x.dtype !== 'float32' || !(varianceEpsilon > 0) || ![mean, variance, offset, scale].every(perChannel)) {
+      return stock.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+    }
+    const y = backend.makeOutput(x.shape, 'float32');
+    native.batchNormInference(
+      tf.util.sizeFromShape(x.shape) / channels,
+      channels,
+      varianceEpsilon,
+      heap(backend, x),
+      heap(backend, mean),
+      heap(backend, variance),
+      offset === undefined ? null : heap(backend, offset),
+      scale === undefined ? null : heap(backend, scale),
+      heap(backend, y),
+    );
+    return y;
+  };
   return [
+    { kernelName: tf.FusedBatchNorm, backendName: 'wasm', kernelFunc: inference as unknown as tf.KernelFunc, setupFunc: stock.setupFunc },
     { kernelName: BATCH_NORM_TRAINING, backendName: 'wasm', kernelFunc: forward as unknown as tf.KernelFunc },
     { kernelName: BATCH_NORM_TRAINING_GRAD, backendName: 'wasm', kernelFunc: backward as unknown as tf.KernelFunc },
   ];

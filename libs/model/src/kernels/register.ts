@@ -4,11 +4,13 @@ import { conv2dBackpropFilterWasmConfig } from './conv2d-backprop-filter';
 import { conv2dBackpropInputWasmConfig } from './conv2d-backprop-input';
 import { sharingIdentityConfig } from './identity';
 import { leadingAxesReductionConfigs } from './leading-axes-reduction';
+import { narrowConcatConfig } from './narrow-concat';
 import { nativeBatchNormKernelConfigs } from './native-batch-norm';
 import { nativeConvKernelConfigs } from './native-conv';
+import { nativeMaxPoolGradConfig } from './native-pool';
 import { loadNativeKernels } from '@covnet/native-kernels';
 
-/** Which code computes wasm's convolutions and training-mode batch normalisation, and why. */
+/** Which code computes wasm's convolutions, batch normalisation and max-pool gradient, and why. */
 export interface ConvolutionKernels {
   kind: 'native-avx2' | 'wasm';
   /** Why the native kernels are not used; absent when they are. */
@@ -21,7 +23,7 @@ let registered: ConvolutionKernels | undefined;
  * Registers the wasm kernels that COVNet training needs or that make it faster:
  * Conv2DBackpropFilter, which tfjs-backend-wasm 4.22 lacks; Conv2DBackpropInput, which
  * replaces wasm's own loop with XNNPACK's Conv2D; Sum and Mean over leading axes as a
- * matrix product; Identity without a copy. It also registers the broadcasting
+ * matrix product; Identity without a copy; Concat of narrow rows as a plain loop. It also registers the broadcasting
  * FusedBatchNorm gradient, which applies to every backend. Safe to call more than once.
  */
 export function registerWasmGradientKernels(): ConvolutionKernels {
@@ -30,12 +32,12 @@ export function registerWasmGradientKernels(): ConvolutionKernels {
   }
   tf.registerGradient(fusedBatchNormGradConfig);
   // The reductions wrap the built-in kernels, so they are read before anything is replaced.
-  const configs = [conv2dBackpropFilterWasmConfig, conv2dBackpropInputWasmConfig, ...leadingAxesReductionConfigs(), sharingIdentityConfig()];
+  const configs = [conv2dBackpropFilterWasmConfig, conv2dBackpropInputWasmConfig, ...leadingAxesReductionConfigs(), sharingIdentityConfig(), narrowConcatConfig()];
   replaceKernels(configs);
   // The native kernels fall back to the kernels registered above, so they come last.
   const native = loadNativeKernels();
   if (native.kernels !== null) {
-    replaceKernels([...nativeConvKernelConfigs(native.kernels), ...nativeBatchNormKernelConfigs(native.kernels)]);
+    replaceKernels([...nativeConvKernelConfigs(native.kernels), ...nativeBatchNormKernelConfigs(native.kernels), nativeMaxPoolGradConfig(native.kernels)]);
     registered = { kind: 'native-avx2' };
   } else {
     registered = { kind: 'wasm', reason: native.reason };
