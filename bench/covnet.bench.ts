@@ -1,5 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { createCovnet, initBackend, type LabelledExam } from '@covnet/model';
+
+const ANCHORS = join(process.env.COVNET_SHARED_DATA ?? join(__dirname, '..', '..', 'shared', 'data'), '..', 'anchors');
 
 const INPUT_SIZE = 224;
 const INFER_SLICES = 64;
@@ -88,6 +92,31 @@ async function trainRuns(workers: number): Promise<{ slicesPerSecond: number; cp
   }
 }
 
+interface TorchAnchor {
+  inferSeconds: number;
+  trainSlicesPerSecond: number;
+  version: string;
+}
+
+/**
+ * The PyTorch anchor (torch_covnet.py beside the shared data, run with the system Python
+ * and its two threads): seconds for one 64-slice exam and training slices per second on a
+ * 16-slice exam. Undefined, with a message, when the script or torch is missing.
+ */
+function measureTorch(): TorchAnchor | undefined {
+  const run = spawnSync('/usr/bin/python3', [join(ANCHORS, 'torch_covnet.py'), String(INFER_SLICES)], { encoding: 'utf8', timeout: 1_800_000 });
+  const out = run.stdout ?? '';
+  const infer = /^torch (\S+) .*inference exam \d+x\d+x\d+: ([\d.]+)s/m.exec(out);
+  const train = /^train step exam .*\(([\d.]+) slices\/s\)/m.exec(out);
+  if (run.status !== 0 || infer === null || train === null) {
+    const why = run.error?.message ?? (run.stderr ?? '').trim().split('\n').pop() ?? `exit status ${run.status}`;
+    process.stderr.write(`covnet.resnet50.torch_anchor skipped: ${why}\n`);
+    return undefined;
+  }
+  progress(`PyTorch anchor: ${out.trim().replace(/\n/g, '; ')}`);
+  return { version: infer[1], inferSeconds: Number(infer[2]), trainSlicesPerSecond: Number(train[1]) };
+}
+
 /**
  * COVNet-ResNet-50 at 224 pixels on the backend that initBackend chooses: seconds per
  * 64-slice exam and training slices per second, with one wasm worker thread per core and,
@@ -102,15 +131,27 @@ export async function benchCovnet() {
   progress(choice.reason);
   // Worker threads are how wasm uses several cores; a native backend has its own threads.
   const workers = choice.rung === 'wasm' ? Math.max(1, cpus().length) : 1;
-  const note = `backend ${choice.rung}, ${workers} worker thread(s)`;
+  const convolutions = choice.convolutions?.kind === 'native-avx2' ? ', native AVX2 kernels' : choice.rung === 'wasm' ? ", wasm's XNNPACK convolutions" : '';
+  const note = `backend ${choice.rung}${convolutions}, ${workers} worker thread(s)`;
+  // The anchor runs first and alone, so both sides see the same machine and load.
+  const torch = measureTorch();
   const infer = await inferRuns(workers);
   const train = await trainRuns(workers);
+  const inferVersus = torch === undefined ? '' : `; ${(torch.inferSeconds / infer.seconds).toFixed(2)} times as fast as PyTorch in this run`;
+  const trainVersus = torch === undefined ? '' : `; ${(train.slicesPerSecond / torch.trainSlicesPerSecond).toFixed(2)} times PyTorch's rate in this run`;
   const figures = [
-    { name: 'covnet.resnet50.infer_s_per_exam64', value: infer.seconds, unit: 's', note },
-    { name: 'covnet.resnet50.train_slices_per_s', value: train.slicesPerSecond, unit: 'slices/s', note },
+    { name: 'covnet.resnet50.infer_s_per_exam64', value: infer.seconds, unit: 's', note: note + inferVersus },
+    { name: 'covnet.resnet50.train_slices_per_s', value: train.slicesPerSecond, unit: 'slices/s', note: note + trainVersus },
     { name: 'covnet.resnet50.infer_cpu_s_per_exam64', value: infer.cpuSeconds, unit: 's', note },
     { name: 'covnet.resnet50.train_cpu_s_per_slice', value: train.cpuSecondsPerSlice, unit: 's', note },
   ];
+  if (torch !== undefined) {
+    const anchorNote = `PyTorch ${torch.version} on CPU, 2 threads, run just before`;
+    figures.push(
+      { name: 'covnet.resnet50.torch_anchor.infer_s_per_exam64', value: torch.inferSeconds, unit: 's', note: anchorNote },
+      { name: 'covnet.resnet50.torch_anchor.train_slices_per_s', value: torch.trainSlicesPerSecond, unit: 'slices/s', note: `${anchorNote}, one 16-slice exam per step` },
+    );
+  }
   if (workers > 1) {
     const single = `backend ${choice.rung}, main thread only`;
     const singleInfer = await inferRuns(1);

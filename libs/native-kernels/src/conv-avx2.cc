@@ -25,6 +25,8 @@ constexpr int NR = 16;
 constexpr int MC = 96;
 constexpr int KC = 256;
 constexpr int NC = 2048;
+// Columns of b packed at once when a is read in place: 256 x 256 floats, 256 KB, in L2.
+constexpr int NC_DIRECT = 256;
 // Rows of receptive fields copied at once: about 4 MB of scratch per thread.
 constexpr long kChunkFloats = 1L << 20;
 
@@ -50,7 +52,19 @@ Scratch& scratch() {
   return s;
 }
 
-inline void microKernel(int kc, const float* __restrict a, const float* __restrict b, float* c, long ldc, int m, int n, bool accumulate) {
+// The inner kernel: c[0..m, 0..n) (+)= a * b over kc steps, with b packed (NR values per
+// step) and a either packed (MR values per step) or read straight from MR rows of a
+// row-major matrix. A full tile is stored from the registers; a partial one through a
+// small buffer, so the kernel never writes outside c.
+template <bool kPackedA>
+inline void microKernel(int kc, const float* __restrict a, long rsa, const float* __restrict b, float* c, long ldc, int m, int n, bool accumulate) {
+  // Rows past m repeat the last row: the loads stay inside a, and their sums are dropped.
+  const float* r0 = a;
+  const float* r1 = a + (m > 1 ? 1 : 0) * rsa;
+  const float* r2 = a + (m > 2 ? 2 : m - 1) * rsa;
+  const float* r3 = a + (m > 3 ? 3 : m - 1) * rsa;
+  const float* r4 = a + (m > 4 ? 4 : m - 1) * rsa;
+  const float* r5 = a + (m > 5 ? 5 : m - 1) * rsa;
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -60,26 +74,41 @@ inline void microKernel(int kc, const float* __restrict a, const float* __restri
   for (int k = 0; k < kc; k++) {
     const __m256 b0 = _mm256_load_ps(b);
     const __m256 b1 = _mm256_load_ps(b + 8);
-    __m256 av = _mm256_broadcast_ss(a);
+    __m256 av = _mm256_broadcast_ss(kPackedA ? a : r0 + k);
     c00 = _mm256_fmadd_ps(av, b0, c00);
     c01 = _mm256_fmadd_ps(av, b1, c01);
-    av = _mm256_broadcast_ss(a + 1);
+    av = _mm256_broadcast_ss(kPackedA ? a + 1 : r1 + k);
     c10 = _mm256_fmadd_ps(av, b0, c10);
     c11 = _mm256_fmadd_ps(av, b1, c11);
-    av = _mm256_broadcast_ss(a + 2);
+    av = _mm256_broadcast_ss(kPackedA ? a + 2 : r2 + k);
     c20 = _mm256_fmadd_ps(av, b0, c20);
     c21 = _mm256_fmadd_ps(av, b1, c21);
-    av = _mm256_broadcast_ss(a + 3);
+    av = _mm256_broadcast_ss(kPackedA ? a + 3 : r3 + k);
     c30 = _mm256_fmadd_ps(av, b0, c30);
     c31 = _mm256_fmadd_ps(av, b1, c31);
-    av = _mm256_broadcast_ss(a + 4);
+    av = _mm256_broadcast_ss(kPackedA ? a + 4 : r4 + k);
     c40 = _mm256_fmadd_ps(av, b0, c40);
     c41 = _mm256_fmadd_ps(av, b1, c41);
-    av = _mm256_broadcast_ss(a + 5);
+    av = _mm256_broadcast_ss(kPackedA ? a + 5 : r5 + k);
     c50 = _mm256_fmadd_ps(av, b0, c50);
     c51 = _mm256_fmadd_ps(av, b1, c51);
-    a += MR;
+    if (kPackedA) a += MR;
     b += NR;
+  }
+  if (m == MR && n == NR) {
+    const __m256 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < MR; i++) {
+      float* row = c + i * ldc;
+      __m256 lo = rows[i][0];
+      __m256 hi = rows[i][1];
+      if (accumulate) {
+        lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
+        hi = _mm256_add_ps(hi, _mm256_loadu_ps(row + 8));
+      }
+      _mm256_storeu_ps(row, lo);
+      _mm256_storeu_ps(row + 8, hi);
+    }
+    return;
   }
   alignas(32) float t[MR * NR];
   _mm256_store_ps(t + 0, c00);
@@ -94,20 +123,6 @@ inline void microKernel(int kc, const float* __restrict a, const float* __restri
   _mm256_store_ps(t + 72, c41);
   _mm256_store_ps(t + 80, c50);
   _mm256_store_ps(t + 88, c51);
-  if (m == MR && n == NR) {
-    for (int i = 0; i < MR; i++) {
-      float* row = c + i * ldc;
-      __m256 r0 = _mm256_load_ps(t + i * NR);
-      __m256 r1 = _mm256_load_ps(t + i * NR + 8);
-      if (accumulate) {
-        r0 = _mm256_add_ps(r0, _mm256_loadu_ps(row));
-        r1 = _mm256_add_ps(r1, _mm256_loadu_ps(row + 8));
-      }
-      _mm256_storeu_ps(row, r0);
-      _mm256_storeu_ps(row + 8, r1);
-    }
-    return;
-  }
   for (int i = 0; i < m; i++) {
     for (int j = 0; j < n; j++) {
       float* p = c + i * ldc + j;
@@ -214,6 +229,7 @@ long chunkRows(long K) { return std::max<long>(MC, kChunkFloats / std::max<long>
 }  // namespace
 
 void sgemm(int M, int N, int K, const float* a, long rsa, long csa, const float* b, long rsb, long csb, float* c, long ldc, bool accumulate) {
+  if (M == 0 || N == 0) return;
   if (K == 0) {
     if (!accumulate) {
       for (int i = 0; i < M; i++) std::memset(c + i * ldc, 0, N * sizeof(float));
@@ -223,6 +239,25 @@ void sgemm(int M, int N, int K, const float* a, long rsa, long csa, const float*
   Scratch& sc = scratch();
   float* bufA = sc.packedA.get();
   float* bufB = sc.packedB.get();
+  if (csa == 1) {
+    // Rows of a are contiguous (activations and receptive fields): the kernel reads them in
+    // place, six rows at a time, and the packed panel of b is kept small enough for L2.
+    for (int jc = 0; jc < N; jc += NC_DIRECT) {
+      const int nc = std::min(NC_DIRECT, N - jc);
+      for (int pc = 0; pc < K; pc += KC) {
+        const int kc = std::min(KC, K - pc);
+        const bool acc = accumulate || pc > 0;
+        packB(kc, nc, b + pc * rsb + jc * csb, rsb, csb, bufB);
+        for (int ir = 0; ir < M; ir += MR) {
+          const int m = std::min(MR, M - ir);
+          for (int jr = 0; jr < nc; jr += NR) {
+            microKernel<false>(kc, a + ir * rsa + pc, rsa, bufB + jr * kc, c + ir * ldc + jc + jr, ldc, m, std::min(NR, nc - jr), acc);
+          }
+        }
+      }
+    }
+    return;
+  }
   for (int jc = 0; jc < N; jc += NC) {
     const int nc = std::min(NC, N - jc);
     for (int pc = 0; pc < K; pc += KC) {
@@ -234,7 +269,7 @@ void sgemm(int M, int N, int K, const float* a, long rsa, long csa, const float*
         packA(mc, kc, a + ic * rsa + pc * csa, rsa, csa, bufA);
         for (int jr = 0; jr < nc; jr += NR) {
           for (int ir = 0; ir < mc; ir += MR) {
-            microKernel(kc, bufA + ir * kc, bufB + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir), std::min(NR, nc - jr), acc);
+            microKernel<true>(kc, bufA + ir * kc, MR, bufB + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir), std::min(NR, nc - jr), acc);
           }
         }
       }
