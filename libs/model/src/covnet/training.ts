@@ -340,14 +340,23 @@ async function parallelTrainStep(
   return lossSum;
 }
 
+/**
+ * Adds the arrays into the first one and returns it. They arrive from the workers and are
+ * used once, so the sum reuses the first instead of allocating (and page-faulting) another
+ * 94 MB each step for ResNet-50.
+ */
 function sumArrays(arrays: Float32Array[]): Float32Array {
-  const sum = new Float32Array(arrays[0].length);
-  for (const array of arrays) {
-    for (let j = 0; j < sum.length; j++) {
-      sum[j] += array[j];
-    }
+  const sum = arrays[0];
+  for (let k = 1; k < arrays.length; k++) {
+    addInto(sum, arrays[k]);
   }
   return sum;
+}
+
+function addInto(sum: Float32Array, array: Float32Array): void {
+  for (let j = 0; j < sum.length; j++) {
+    sum[j] += array[j];
+  }
 }
 
 /**
