@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FedAvgAccumulator, type ModelLayout } from '../apps/coordinator/src/aggregation/fedavg';
-import type { NamedTensor } from '@covnet/protocol';
+import { StoredUpdate } from '../apps/coordinator/src/aggregation/stored-update';
+import { decodeWeights, encodeWeights, type NamedTensor } from '@covnet/protocol';
 
 // Parameter count of COVNet with a ResNet-50 backbone and a 3-class head,
 // as the PyTorch reference model counts it.
@@ -12,6 +13,9 @@ const SITES = 6;
 const TENSORS = 320;
 const RUNS = 5;
 const NUMPY_ANCHOR = join(__dirname, '..', '..', 'shared', 'anchors', 'numpy_fedavg.py');
+// The anchor's first line names Debian's Python and numpy; a python3 earlier
+// on PATH (pyenv, a virtualenv) may carry another numpy version.
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
 /** Returns a layout of 320 tensors with the parameter count of COVNet-ResNet-50. */
 export function resnet50Layout(): ModelLayout {
@@ -35,12 +39,10 @@ export function syntheticUpdate(layout: ModelLayout, seed: number): NamedTensor[
   });
 }
 
-/** Returns the seconds of one FedAvg of `updates` into `accumulator`, result included. */
-function foldSeconds(accumulator: FedAvgAccumulator, updates: NamedTensor[][]): number {
+/** Returns the seconds that `average` takes. */
+function seconds(average: () => void): number {
   const started = process.hrtime.bigint();
-  accumulator.reset();
-  updates.forEach((u, s) => accumulator.add(u, 100 + 37 * s));
-  accumulator.result();
+  average();
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
@@ -52,7 +54,7 @@ function median(values: number[]): number {
 /** Runs the numpy anchor and returns its GB/s, or null when python3 with numpy or the script is missing. */
 function numpyGigabytesPerSecond(): number | null {
   if (!existsSync(NUMPY_ANCHOR)) return null;
-  const run = spawnSync('python3', [NUMPY_ANCHOR], { encoding: 'utf8', timeout: 300_000 });
+  const run = spawnSync(PYTHON, [NUMPY_ANCHOR], { encoding: 'utf8', timeout: 300_000 });
   const match = /= ([\d.]+) GB\/s/.exec(run.stdout ?? '');
   if (run.status !== 0 || !match) {
     process.stderr.write(`fedavg: numpy anchor failed: ${run.error?.message ?? run.stderr}\n`);
@@ -62,25 +64,72 @@ function numpyGigabytesPerSecond(): number | null {
 }
 
 interface FoldMeasurement {
-  seconds: number;
-  freshSeconds: number;
+  /** Median seconds of the six stored updates folded and divided out in one batched pass, the accumulator reused. */
+  batched: number;
+  /** The same six folded one pass each, as when updates arrive apart. */
+  oneAtATime: number;
+  /** The batched pass with a fresh accumulator per run, as in a coordinator's first round. */
+  batchedFresh: number;
+  /** Six `add` calls with the decoded tensors in memory, as `fedAvg` does. */
+  inMemory: number;
   peakRssMb: number;
 }
 
-/** Folds six updates RUNS times with a reused and with a fresh accumulator; returns the median seconds of each. */
+/**
+ * Writes six updates as weight files and folds them RUNS times each way;
+ * returns the median seconds of each. The files are read back tile by tile
+ * as the coordinator reads its stored updates. They were just written, so
+ * they come from the page cache, as an update accepted moments ago does.
+ */
 function measureFolds(): FoldMeasurement {
   const layout = resnet50Layout();
   const updates = Array.from({ length: SITES }, (_, s) => syntheticUpdate(layout, s + 1));
-  const reused = new FedAvgAccumulator(layout);
-  foldSeconds(reused, updates);
-  const reusedTimes: number[] = [];
-  const freshTimes: number[] = [];
-  // Alternating the two kinds of run spreads the load of other processes over both.
-  for (let run = 0; run < RUNS; run++) {
-    reusedTimes.push(foldSeconds(reused, updates));
-    freshTimes.push(foldSeconds(new FedAvgAccumulator(layout), updates));
+  const weights = updates.map((_, s) => 100 + 37 * s);
+  const directory = mkdtempSync(join(tmpdir(), 'covnet-fedavg-bench-'));
+  try {
+    const stored = updates.map((update, s) => {
+      const path = join(directory, `site-${s}.cvnw`);
+      writeFileSync(path, encodeWeights(update));
+      return new StoredUpdate(path, weights[s], layout, decodeWeights(readFileSync(path)));
+    });
+    const reused = new FedAvgAccumulator(layout);
+    // What the round scheduler does at round close with six updates waiting.
+    const batched = () => {
+      reused.reset();
+      reused.resultAfter(stored);
+    };
+    // What it does when each update was folded on its own as it arrived.
+    const oneAtATime = () => {
+      reused.reset();
+      for (const update of stored) reused.addBatch([update]);
+      reused.result();
+    };
+    const inMemory = () => {
+      reused.reset();
+      updates.forEach((update, s) => reused.add(update, weights[s]));
+      reused.result();
+    };
+    for (const average of [batched, oneAtATime, inMemory]) seconds(average);
+
+    const times: Record<'batched' | 'oneAtATime' | 'batchedFresh' | 'inMemory', number[]> = { batched: [], oneAtATime: [], batchedFresh: [], inMemory: [] };
+    // Interleaving the kinds of run spreads the load of other processes over all of them.
+    for (let run = 0; run < RUNS; run++) {
+      times.batched.push(seconds(batched));
+      times.oneAtATime.push(seconds(oneAtATime));
+      const fresh = new FedAvgAccumulator(layout);
+      times.batchedFresh.push(seconds(() => fresh.resultAfter(stored)));
+      times.inMemory.push(seconds(inMemory));
+    }
+    return {
+      batched: median(times.batched),
+      oneAtATime: median(times.oneAtATime),
+      batchedFresh: median(times.batchedFresh),
+      inMemory: median(times.inMemory),
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
+    };
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
   }
-  return { seconds: median(reusedTimes), freshSeconds: median(freshTimes), peakRssMb: process.resourceUsage().maxRSS / 1024 };
 }
 
 // Runs measureFolds in a fresh Node process that loads only the aggregation code, as the numpy
@@ -93,25 +142,34 @@ function measureInChildProcess(): FoldMeasurement {
 }
 
 /**
- * FedAvg of six ResNet-50-sized updates folded into the coordinator's running
- * sum: gigabytes of float32 updates per second, median of 5 runs after a
- * warm-up, and peak RSS, measured in a child process. The accumulator is
- * reused across runs, as the round scheduler reuses it across rounds. The note
- * reports a fresh accumulator per run, as in a coordinator's first round.
+ * FedAvg of six ResNet-50-sized updates stored as weight files, folded into
+ * the coordinator's running sum and divided out: gigabytes of float32
+ * updates per second, median of 5 runs after a warm-up, and peak RSS,
+ * measured in a child process. The main figure folds the six in one batched
+ * pass, as the coordinator does with updates that wait at the same time. A
+ * second figure folds them one pass each, as updates that arrive apart are. The accumulator
+ * is reused across runs, as the round scheduler reuses it across rounds.
  */
 export async function benchFedAvg() {
   const gigabytes = (SITES * RESNET50_PARAMETERS * 4) / 1e9;
-  const { seconds, freshSeconds, peakRssMb } = measureInChildProcess();
+  const measured = measureInChildProcess();
   const numpy = numpyGigabytesPerSecond();
-  const versus = numpy === null ? 'numpy anchor not run' : `${(gigabytes / seconds / numpy).toFixed(2)} times numpy's ${numpy.toFixed(2)} GB/s measured just after`;
+  const versus = (seconds: number) =>
+    numpy === null ? 'numpy anchor not run' : `${(gigabytes / seconds / numpy).toFixed(2)} times numpy's ${numpy.toFixed(2)} GB/s measured just after`;
   return [
     {
       name: 'fedavg.resnet50x6.gb_per_s',
-      value: gigabytes / seconds,
+      value: gigabytes / measured.batched,
       unit: 'GB/s',
-      note: `median ${(seconds * 1000).toFixed(0)} ms, ${versus}; fresh accumulator ${(gigabytes / freshSeconds).toFixed(2)} GB/s; os.cpus().length ${cpus().length}`,
+      note: `six waiting updates in one batched pass, median ${(measured.batched * 1000).toFixed(0)} ms, ${versus(measured.batched)}; fresh accumulator ${(gigabytes / measured.batchedFresh).toFixed(2)} GB/s; os.cpus().length ${cpus().length}`,
     },
-    { name: 'fedavg.resnet50x6.peak_rss_mb', value: peakRssMb, unit: 'MB', note: 'of the measuring child process, including the six updates it holds as input' },
+    {
+      name: 'fedavg.resnet50x6.one_at_a_time_gb_per_s',
+      value: gigabytes / measured.oneAtATime,
+      unit: 'GB/s',
+      note: `the six updates folded one pass each, median ${(measured.oneAtATime * 1000).toFixed(0)} ms, ${versus(measured.oneAtATime)}; six add() calls from memory ${(gigabytes / measured.inMemory).toFixed(2)} GB/s`,
+    },
+    { name: 'fedavg.resnet50x6.peak_rss_mb', value: measured.peakRssMb, unit: 'MB', note: 'of the measuring child process, including the six updates it holds as input' },
   ];
 }
 

@@ -43,6 +43,8 @@ export type WeightManifest = z.infer<typeof manifestSchema>;
 export interface DecodedWeights {
   dtype: WireDtype;
   tensors: NamedTensor[];
+  /** Byte offset in the payload of each tensor's values, in the order of `tensors`. */
+  dataOffsets: number[];
   meta: Record<string, string | number | boolean | null>;
 }
 
@@ -157,8 +159,10 @@ export function decodeWeights(payload: Uint8Array): DecodedWeights {
   }
 
   const tensors: NamedTensor[] = [];
+  const dataOffsets: number[] = [];
   let offset = dataOffset;
   for (const entry of manifest.tensors) {
+    dataOffsets.push(offset);
     const n = elementCount(entry.shape);
     const data = new Float32Array(n);
     if (manifest.dtype === 'float32') {
@@ -169,7 +173,7 @@ export function decodeWeights(payload: Uint8Array): DecodedWeights {
     offset += n * bytesPerValue;
     tensors.push({ name: entry.name, shape: entry.shape, data });
   }
-  return { dtype: manifest.dtype, tensors, meta: manifest.meta ?? {} };
+  return { dtype: manifest.dtype, tensors, dataOffsets, meta: manifest.meta ?? {} };
 }
 
 /** Returns the lowercase hex SHA-256 digest of a payload. */

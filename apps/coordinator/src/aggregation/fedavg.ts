@@ -1,5 +1,5 @@
 import type { NamedTensor } from '@covnet/protocol';
-import { SIMD_SUM_MAX_VALUES, SimdSum } from './simd-kernel';
+import { BATCH_SLOTS, SIMD_SUM_MAX_VALUES, SimdSum, TILE_VALUES } from './simd-kernel';
 
 /** Reference layout of the global model: name -> shape, in the global model's order. */
 export type ModelLayout = { name: string; shape: number[] }[];
@@ -48,30 +48,112 @@ export function firstNonFinite(update: NamedTensor[]): string | null {
 }
 
 /**
- * FedAvg as a running weighted sum: each update is folded in as it arrives
- * and then dropped, so memory stays one accumulator however many sites report.
+ * One update as the batched fold reads it: its values in layout order (the
+ * global model's tensors one after another), one tile at a time.
+ */
+export interface TiledUpdate {
+  /** Weight of the update in the mean: the site's number of training exams. */
+  readonly weight: number;
+  /** Writes the update's values [start, start + count) in layout order into target[0, count). */
+  readTile(start: number, count: number, target: Float32Array): void;
+  /** Called once the batch holding this update is folded or has failed; frees what `readTile` opened. */
+  release?(): void;
+}
+
+/**
+ * Offsets of a layout's tensors in the sequence of all its values, and a
+ * walk over the tensors that a range of that sequence covers.
+ */
+export class LayoutRanges {
+  /** First value of each tensor, followed by the total number of values. */
+  readonly starts: number[];
+
+  constructor(layout: ModelLayout) {
+    this.starts = [0];
+    for (const entry of layout) this.starts.push(this.starts[this.starts.length - 1] + entry.shape.reduce((a, b) => a * b, 1));
+  }
+
+  get length(): number {
+    return this.starts[this.starts.length - 1];
+  }
+
+  /**
+   * Calls `visit(k, from, to, at)` for each tensor k that the values
+   * [start, start + count) cover: its values [from, to) go to position `at` of the range.
+   */
+  forEachPiece(start: number, count: number, visit: (k: number, from: number, to: number, at: number) => void): void {
+    const end = start + count;
+    let k = this.tensorAt(start);
+    for (let position = start; position < end; k++) {
+      const tensorEnd = Math.min(end, this.starts[k + 1]);
+      if (tensorEnd > position) visit(k, position - this.starts[k], tensorEnd - this.starts[k], position - start);
+      position = Math.max(position, tensorEnd);
+    }
+  }
+
+  /** Returns the index of the tensor that contains value `position` (empty tensors are skipped). */
+  private tensorAt(position: number): number {
+    let low = 0;
+    let high = this.starts.length - 2;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if (this.starts[middle] <= position) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  }
+}
+
+/**
+ * Returns an update held in memory as a TiledUpdate, after checking its weight and layout.
+ * @throws Error when the layout differs or the weight is not a positive number.
+ */
+export function tiledTensors(layout: ModelLayout, update: NamedTensor[], weight: number): TiledUpdate {
+  const tensors = updateDataInLayout(layout, update, weight);
+  const ranges = new LayoutRanges(layout);
+  return {
+    weight,
+    readTile(start, count, target) {
+      ranges.forEachPiece(start, count, (k, from, to, at) => target.set(tensors[k].subarray(from, to), at));
+    },
+  };
+}
+
+/**
+ * FedAvg as a running weighted sum: each update is folded in and then
+ * dropped, so memory stays one accumulator however many sites report.
  * The sum is kept in float64 so that the result does not depend on arrival
  * order beyond the final rounding to float32. The sum of all tensors lives in
  * one WebAssembly memory and is folded with SIMD kernels (see simd-kernel.ts).
  * `reset` starts a new sum in the same memory. So a scheduler that keeps one
  * accumulator pays the page faults of that memory only in its first round.
+ *
+ * `addBatch` folds several waiting updates together, tile by tile: for each
+ * stretch of TILE_VALUES values it adds every update of the batch in order
+ * before moving on. Each value thus goes through the same IEEE operations in the same
+ * order as with one `add` per update, so the sum is the same bit for bit, but
+ * the float64 sum crosses main memory once per batch instead of once per update.
  */
 export class FedAvgAccumulator {
-  private readonly offsets: number[];
+  private readonly ranges: LayoutRanges;
   private readonly sum: SimdSum | Float64Array;
+  // Tile of the scalar path, which folds the updates one after another per tile.
+  private scalarTile: Float32Array | null = null;
   private totalWeight = 0;
   private count = 0;
+  // Set by resultAfter, whose last batch is divided out and never added to the sum.
+  private consumed = false;
 
-  constructor(private readonly layout: ModelLayout) {
-    this.offsets = [];
-    let length = 0;
-    for (const entry of layout) {
-      this.offsets.push(length);
-      length += entry.shape.reduce((a, b) => a * b, 1);
-    }
+  /** @param options.scalar folds with the scalar JavaScript loop even where the SIMD kernel fits, e.g. to compare the two. */
+  constructor(
+    private readonly layout: ModelLayout,
+    options: { scalar?: boolean } = {},
+  ) {
+    this.ranges = new LayoutRanges(layout);
+    const length = this.ranges.length;
     // A model above 268 M parameters does not fit the kernel's 2 GiB of wasm
     // memory. It takes the scalar loop, which gives the same bits more slowly.
-    this.sum = length <= SIMD_SUM_MAX_VALUES ? new SimdSum(length) : new Float64Array(length);
+    this.sum = length <= SIMD_SUM_MAX_VALUES && !options.scalar ? new SimdSum(length) : new Float64Array(length);
   }
 
   get updates(): number {
@@ -88,39 +170,137 @@ export class FedAvgAccumulator {
    * Callers validate first (see `layoutMismatch`); this check guards the sum itself.
    */
   add(update: NamedTensor[], weight: number): void {
-    const tensors = updateDataInLayout(this.layout, update, weight);
-    // The first update overwrites what an earlier round left in the sum.
-    const overwrite = this.count === 0;
-    for (let k = 0; k < this.layout.length; k++) {
-      const data = tensors[k];
-      if (this.sum instanceof SimdSum) this.sum.addScaled(this.offsets[k], data, weight, overwrite);
-      else addScaled(this.sum, this.offsets[k], data, weight, overwrite);
+    this.addBatch([tiledTensors(this.layout, update, weight)]);
+  }
+
+  /**
+   * Adds the updates in list order, BATCH_SLOTS at a time, with the same
+   * result bit for bit as one `add` per update in that order.
+   * @throws Error when a weight is not a positive number, or what `readTile` throws.
+   * After a `readTile` error the sum holds part of a batch, so the caller must `reset` and fold again.
+   */
+  addBatch(updates: readonly TiledUpdate[]): void {
+    this.checkNotConsumed();
+    checkWeights(updates);
+    for (let first = 0; first < updates.length; first += BATCH_SLOTS) {
+      const batch = updates.slice(first, first + BATCH_SLOTS);
+      try {
+        if (this.sum instanceof SimdSum) foldSimd(this.sum, batch, this.count === 0);
+        else this.foldScalar(this.sum, batch);
+      } finally {
+        for (const update of batch) update.release?.();
+      }
+      for (const update of batch) this.totalWeight += update.weight;
+      this.count += batch.length;
     }
-    this.totalWeight += weight;
-    this.count += 1;
   }
 
   /** Returns the weighted mean as float32 tensors in layout order. @throws Error when nothing was added. */
   result(): NamedTensor[] {
+    this.checkNotConsumed();
     if (this.count === 0) throw new Error('FedAvg has no update to average');
     return this.layout.map((entry, k) => {
-      const out = new Float32Array(entry.shape.reduce((a, b) => a * b, 1));
-      if (this.sum instanceof SimdSum) this.sum.divideInto(this.offsets[k], out, this.totalWeight);
-      else divideInto(this.sum, this.offsets[k], out, this.totalWeight);
+      const out = new Float32Array(this.ranges.starts[k + 1] - this.ranges.starts[k]);
+      if (this.sum instanceof SimdSum) this.sum.divideInto(this.ranges.starts[k], out, this.totalWeight);
+      else divideInto(this.sum, this.ranges.starts[k], out, this.totalWeight);
       return { name: entry.name, shape: [...entry.shape], data: out };
     });
+  }
+
+  /**
+   * Adds `updates` and returns the weighted mean, the same bit for bit as
+   * `addBatch(updates)` followed by `result()`. The last batch of up to
+   * BATCH_SLOTS updates is divided while it is folded, so its sums never go
+   * back to memory and no separate division pass reads the sum. The sum is
+   * then incomplete, so only `reset` may follow.
+   * @throws Error as `addBatch` and `result` do.
+   */
+  resultAfter(updates: readonly TiledUpdate[]): NamedTensor[] {
+    if (!(this.sum instanceof SimdSum) || updates.length === 0) {
+      this.addBatch(updates);
+      return this.result();
+    }
+    this.checkNotConsumed();
+    checkWeights(updates);
+    const lastBatch = updates.length - ((updates.length - 1) % BATCH_SLOTS) - 1;
+    this.addBatch(updates.slice(0, lastBatch));
+    const batch = updates.slice(lastBatch);
+    let total = this.totalWeight;
+    for (const update of batch) total += update.weight;
+    const tensors = this.layout.map((entry, k) => ({
+      name: entry.name,
+      shape: [...entry.shape],
+      data: new Float32Array(this.ranges.starts[k + 1] - this.ranges.starts[k]),
+    }));
+    try {
+      foldSimdDivided(this.sum, batch, this.count === 0, total, this.ranges, tensors);
+    } finally {
+      for (const update of batch) update.release?.();
+    }
+    this.consumed = true;
+    this.totalWeight = total;
+    this.count += batch.length;
+    return tensors;
   }
 
   /** Empties the sum for the next round, keeping its memory. */
   reset(): void {
     this.totalWeight = 0;
     this.count = 0;
+    this.consumed = false;
+  }
+
+  private checkNotConsumed(): void {
+    if (this.consumed) throw new Error('the FedAvg sum was divided out by resultAfter; reset it before adding or dividing again');
+  }
+
+  private foldScalar(sum: Float64Array, batch: readonly TiledUpdate[]): void {
+    const tile = (this.scalarTile ??= new Float32Array(TILE_VALUES));
+    // The first update overwrites what an earlier round left in the sum.
+    const overwrite = this.count === 0;
+    for (let start = 0; start < sum.length; start += TILE_VALUES) {
+      const count = Math.min(TILE_VALUES, sum.length - start);
+      batch.forEach((update, j) => {
+        update.readTile(start, count, tile);
+        addScaled(sum, start, tile, count, update.weight, overwrite && j === 0);
+      });
+    }
+  }
+}
+
+/** Folds up to BATCH_SLOTS updates into `sum` tile by tile; `overwrite` starts the sum from zero. */
+function foldSimd(sum: SimdSum, batch: readonly TiledUpdate[], overwrite: boolean): void {
+  sum.setWeights(batch.map((update) => update.weight));
+  for (let start = 0; start < sum.length; start += TILE_VALUES) {
+    const count = Math.min(TILE_VALUES, sum.length - start);
+    for (let slot = 0; slot < batch.length; slot++) batch[slot].readTile(start, count, sum.tile(slot));
+    sum.foldTiles(start, count, batch.length, overwrite);
+  }
+}
+
+/**
+ * Folds up to BATCH_SLOTS updates tile by tile as `foldSimd` does, but writes
+ * each tile's sums divided by `divisor` into `out` instead of into the sum.
+ */
+function foldSimdDivided(sum: SimdSum, batch: readonly TiledUpdate[], overwrite: boolean, divisor: number, ranges: LayoutRanges, out: NamedTensor[]): void {
+  sum.setWeights(batch.map((update) => update.weight));
+  const quotients = sum.quotientTile;
+  for (let start = 0; start < sum.length; start += TILE_VALUES) {
+    const count = Math.min(TILE_VALUES, sum.length - start);
+    for (let slot = 0; slot < batch.length; slot++) batch[slot].readTile(start, count, sum.tile(slot));
+    sum.foldTilesDivided(start, count, batch.length, overwrite, divisor);
+    ranges.forEachPiece(start, count, (k, from, to, at) => out[k].data.set(quotients.subarray(at, at + to - from), from));
+  }
+}
+
+function checkWeights(updates: readonly TiledUpdate[]): void {
+  for (const update of updates) {
+    if (!(update.weight > 0) || !Number.isFinite(update.weight)) throw new Error(`update weight ${update.weight} is not a positive number`);
   }
 }
 
 // Kept as small monomorphic functions so V8 compiles each inner loop once, tightly.
-function addScaled(sum: Float64Array, offset: number, data: Float32Array, weight: number, overwrite: boolean): void {
-  const n = data.length;
+function addScaled(sum: Float64Array, offset: number, data: Float32Array, n: number, weight: number, overwrite: boolean): void {
   if (overwrite) for (let i = 0; i < n; i++) sum[offset + i] = 0 + weight * data[i];
   else for (let i = 0; i < n; i++) sum[offset + i] += weight * data[i];
 }

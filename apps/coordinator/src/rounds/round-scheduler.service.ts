@@ -18,7 +18,8 @@ import {
 } from '@covnet/protocol';
 import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
 import { ROOT_LOGGER } from '../logging/logger';
-import { firstNonFinite, layoutMismatch } from '../aggregation/fedavg';
+import { FedAvgAccumulator, firstNonFinite, layoutMismatch } from '../aggregation/fedavg';
+import { StoredUpdate } from '../aggregation/stored-update';
 import { createAggregator, type Aggregator } from '../aggregation/aggregator';
 import { UpdateNormCheck, updateDistance } from '../aggregation/update-norm';
 import { FedAdam } from '../aggregation/fedadam';
@@ -33,6 +34,7 @@ import { Clock } from '../clock';
 import { Deferred } from './deferred';
 import { RoundRecords } from './round-records';
 import { Uploads, type Upload } from './uploads';
+import { WaitingFolds } from './waiting-folds';
 import type { UpdateFiles } from './update-files';
 
 /** Outcome of a federation whose rounds all finished. */
@@ -60,6 +62,8 @@ interface TrainingPhase {
   // Batch-normalisation moving statistics are ordinary tensors of the payload,
   // so they are averaged here like every weight.
   accumulator: Aggregator;
+  /** FedAvg updates accepted but not yet folded into `accumulator`; null for median and trimmed-mean, which keep every update. */
+  folds: WaitingFolds | null;
   /** The global model's tensors by name while an update norm bound is set; null otherwise. */
   globalTensors: Map<string, Float32Array> | null;
   /** L2 distances from the global model of the accepted updates, while an update norm bound is set. */
@@ -96,6 +100,10 @@ export class RoundScheduler implements OnApplicationShutdown {
   // Commits run one at a time, so updates are stored, recorded and folded
   // into the sum in one order: the order of their row ids, which a restart replays.
   private commits: Promise<unknown> = Promise.resolve();
+  // Commits taken and not yet settled. While one is queued behind another,
+  // accepted FedAvg updates wait on disk, and the last commit of a burst
+  // folds all of them in one batched pass.
+  private commitsInFlight = 0;
   private active: ActiveRound | null = null;
   private quorum: Deferred<void> | null = null;
   private summary: FederationSummary | null = null;
@@ -184,6 +192,7 @@ export class RoundScheduler implements OnApplicationShutdown {
     this.quorum?.reject(stop);
     this.active?.training?.cancelTimer();
     this.active?.training?.closed.reject(stop);
+    this.active?.training?.folds?.cancel(stop);
     this.active?.evaluation?.cancelTimer();
     this.active?.evaluation?.closed.reject(stop);
     this.uploads.clear();
@@ -228,7 +237,7 @@ export class RoundScheduler implements OnApplicationShutdown {
       this.checkStopped();
 
       await this.records.transition(entity, 'aggregating');
-      const saved = await this.models.saveNext(number, this.aggregate(training.accumulator));
+      const saved = await this.models.saveNext(number, this.aggregate(training));
       entity.modelVersionOut = saved.version;
       this.normCheck.roundAggregated(training.distances);
       log.info(
@@ -267,8 +276,8 @@ export class RoundScheduler implements OnApplicationShutdown {
    * experiment's strategy. With median or trimmed-mean aggregation, FedAdam
    * steps towards that estimate instead of the FedAvg mean.
    */
-  private aggregate(accumulator: Aggregator) {
-    const mean = accumulator.result();
+  private aggregate(training: TrainingPhase) {
+    const mean = this.meanOf(training);
     const strategy = this.config.strategy;
     switch (strategy.name) {
       case 'fedavg':
@@ -279,6 +288,19 @@ export class RoundScheduler implements OnApplicationShutdown {
         this.fedAdam ??= new FedAdam(this.models.layout, strategy);
         return this.fedAdam.step(this.models.currentTensors(), mean);
     }
+  }
+
+  /**
+   * Returns the weighted mean of the round's updates. FedAvg updates still
+   * waiting when the round closes are folded and divided out in one pass.
+   * @throws Error when a waiting update's stored file cannot be read.
+   */
+  private meanOf(training: TrainingPhase): NamedTensor[] {
+    if (!training.folds) return training.accumulator.result();
+    const waiting = training.folds.size;
+    const mean = training.folds.flushWithResult();
+    if (waiting > 1) this.log.debug({ round: training.task.round, updates: waiting }, `${waiting} waiting updates folded in one batched pass`);
+    return mean;
   }
 
   private async waitForQuorum(number: number): Promise<void> {
@@ -326,16 +348,21 @@ export class RoundScheduler implements OnApplicationShutdown {
     // With an update norm bound, the next rounds' bound needs this round's distances too.
     const globalTensors = this.globalTensorsForNormCheck();
     const distances: number[] = [];
+    // FedAvg folds the stored updates in one batched pass once all are
+    // checked. It reads them back from their files, so no decoded update is kept.
+    const stored: StoredUpdate[] = [];
     for (const row of await this.records.updatesOf(entity.number)) {
       if (row.payloadPath === null) {
         throw new Error(`accepted update of site ${row.site} in round ${entity.number} has no stored file, so the round's sum cannot be rebuilt`);
       }
       const payload = await this.updateFiles.readAccepted(row.payloadPath, row.sha256);
-      const tensors = decodeWeights(payload).tensors;
-      accumulator.add(tensors, row.numExamples);
+      const decoded = decodeWeights(payload);
+      if (accumulator instanceof FedAvgAccumulator) stored.push(new StoredUpdate(row.payloadPath, row.numExamples, this.models.layout, decoded));
+      else accumulator.add(decoded.tensors, row.numExamples);
       accepted.set(row.site, row.sha256);
-      if (globalTensors) distances.push(updateDistance(globalTensors, tensors));
+      if (globalTensors) distances.push(updateDistance(globalTensors, decoded.tensors));
     }
+    if (accumulator instanceof FedAvgAccumulator) accumulator.addBatch(stored);
 
     this.log.info(
       { round: entity.number, accepted: [...accepted.keys()], examples: accumulator.weight },
@@ -404,6 +431,7 @@ export class RoundScheduler implements OnApplicationShutdown {
       revoked: new Set(),
       committing: new Set(),
       accumulator,
+      folds: accumulator instanceof FedAvgAccumulator ? new WaitingFolds(accumulator) : null,
       globalTensors: this.globalTensorsForNormCheck(),
       distances,
       rejected: new Map(),
@@ -662,17 +690,47 @@ export class RoundScheduler implements OnApplicationShutdown {
   /**
    * Verifies a finished upload, stores it durably and records it, then adds
    * it to the round's aggregator. Only then is the update acknowledged, so
-   * an acknowledged update survives a crash of the coordinator.
+   * an acknowledged update survives a crash of the coordinator. A FedAvg
+   * update is folded once no other commit is queued, together with every
+   * update accepted meanwhile, or when the round closes.
    * @throws ProtocolError with the reason the update is rejected; the round goes on without it.
    */
   commitUpdate(site: string, commit: UpdateCommit): Promise<UpdateCommitReply> {
     const upload = this.uploads.take(site, commit.uploadId);
+    this.commitsInFlight += 1;
     const result = this.commits.then(() => this.commitInOrder(site, upload));
     this.commits = result.catch(() => {});
-    return result;
+    return this.acknowledgeWhenFolded(result);
   }
 
-  private async commitInOrder(site: string, upload: Upload): Promise<UpdateCommitReply> {
+  private async acknowledgeWhenFolded(commit: Promise<{ reply: UpdateCommitReply; folded: Promise<void> | null }>): Promise<UpdateCommitReply> {
+    let outcome;
+    try {
+      outcome = await commit;
+    } finally {
+      this.commitsInFlight -= 1;
+      const training = this.active?.training;
+      if (this.commitsInFlight === 0 && training) {
+        try {
+          this.foldWaiting(training);
+        } catch (error) {
+          // The waiting commits receive the error; the round loop raises it again at close.
+          this.log.error({ round: this.active?.entity.number, err: error }, 'folding the waiting updates failed');
+        }
+      }
+    }
+    await outcome.folded;
+    return outcome.reply;
+  }
+
+  /** Folds the training phase's waiting FedAvg updates in one batched pass. @throws Error when a stored file cannot be read. */
+  private foldWaiting(training: TrainingPhase): void {
+    if (!training.folds || training.folds.size === 0) return;
+    const folded = training.folds.flush();
+    if (folded > 1) this.log.debug({ round: training.task.round, updates: folded }, `${folded} waiting updates folded in one batched pass`);
+  }
+
+  private async commitInOrder(site: string, upload: Upload): Promise<{ reply: UpdateCommitReply; folded: Promise<void> | null }> {
     try {
       return await this.storeAndFold(site, upload);
     } finally {
@@ -683,21 +741,21 @@ export class RoundScheduler implements OnApplicationShutdown {
     }
   }
 
-  private async storeAndFold(site: string, upload: Upload): Promise<UpdateCommitReply> {
+  private async storeAndFold(site: string, upload: Upload): Promise<{ reply: UpdateCommitReply; folded: Promise<void> | null }> {
     const { round, modelVersion, numExamples, trainLoss } = upload.begin;
     const sha256 = upload.begin.payload.sha256;
     if (await this.isAccepted(site, round, sha256)) {
       this.log.info({ site, round, sha256 }, `update from site ${site} for round ${round} is already accepted: acknowledged as a duplicate`);
-      return { accepted: true, duplicate: true };
+      return { reply: { accepted: true, duplicate: true }, folded: null };
     }
     const admitted = this.admit(site, round, modelVersion);
 
-    let tensors;
+    let decoded;
     let distance: number | null = null;
     try {
       await upload.file.finish();
-      tensors = decodeWeights(await readFile(upload.file.path)).tensors;
-      distance = this.checkUpdate(site, round, admitted, tensors);
+      decoded = decodeWeights(await readFile(upload.file.path));
+      distance = this.checkUpdate(site, round, admitted, decoded.tensors);
     } catch (error) {
       // The round lists the code when the site ends up left out.
       if (error instanceof ProtocolError) admitted.rejected.set(site, error.code);
@@ -726,7 +784,11 @@ export class RoundScheduler implements OnApplicationShutdown {
       throw error;
     }
 
-    training.accumulator.add(tensors, numExamples);
+    // A FedAvg update waits on disk until the commits queued behind it are
+    // done (see acknowledgeWhenFolded); its decoded tensors are dropped here.
+    let folded: Promise<void> | null = null;
+    if (training.folds) folded = training.folds.push(new StoredUpdate(path, numExamples, this.models.layout, decoded));
+    else training.accumulator.add(decoded.tensors, numExamples);
     training.accepted.set(site, sha256);
     training.rejected.delete(site);
     if (distance !== null) training.distances.push(distance);
@@ -735,7 +797,7 @@ export class RoundScheduler implements OnApplicationShutdown {
       `update from site ${site} accepted for round ${round}`,
     );
     this.maybeCloseTraining(this.active!, training);
-    return { accepted: true };
+    return { reply: { accepted: true }, folded };
   }
 
   /**

@@ -1,0 +1,81 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import { fromFloat16Bits, type DecodedWeights } from '@covnet/protocol';
+import { LayoutRanges, layoutMismatch, type ModelLayout, type TiledUpdate } from './fedavg';
+import { TILE_VALUES } from './simd-kernel';
+
+let float16Values: Float32Array | null = null;
+
+/** Returns the float32 value of every float16 bit pattern, as `decodeWeights` converts them. */
+function float16Table(): Float32Array {
+  if (!float16Values) {
+    float16Values = new Float32Array(65_536);
+    for (let bits = 0; bits < 65_536; bits++) float16Values[bits] = fromFloat16Bits(bits);
+  }
+  return float16Values;
+}
+
+/**
+ * An accepted update read back tile by tile from its stored weight file, so
+ * that an update waiting to be folded takes no memory beyond its file
+ * descriptor. Values are read straight into the fold's tile in wasm memory.
+ * The file is opened at the first `readTile` and closed by `release`.
+ */
+export class StoredUpdate implements TiledUpdate {
+  private readonly ranges: LayoutRanges;
+  private readonly byteOffsets: number[];
+  private readonly bytesPerValue: number;
+  private descriptor: number | null = null;
+  private halfTile: Uint16Array | null = null;
+
+  /**
+   * @param decoded the file's decoded content; only its dtype and data offsets
+   * are kept, so the caller may drop its tensors.
+   * @throws Error when the weight is not a positive number or the tensors do not fit `layout`.
+   */
+  constructor(
+    readonly path: string,
+    readonly weight: number,
+    layout: ModelLayout,
+    decoded: Pick<DecodedWeights, 'dtype' | 'tensors' | 'dataOffsets'>,
+  ) {
+    if (!(weight > 0) || !Number.isFinite(weight)) throw new Error(`stored update ${path} has weight ${weight}, not a positive number`);
+    const mismatch = layoutMismatch(layout, decoded.tensors);
+    if (mismatch) throw new Error(`stored update ${path} does not fit the global model: ${mismatch}`);
+    this.ranges = new LayoutRanges(layout);
+    const offsetByName = new Map(decoded.tensors.map((tensor, i) => [tensor.name, decoded.dataOffsets[i]]));
+    this.byteOffsets = layout.map((entry) => offsetByName.get(entry.name)!);
+    this.bytesPerValue = decoded.dtype === 'float32' ? 4 : 2;
+  }
+
+  /** @throws Error when the file cannot be read or ends before the values. */
+  readTile(start: number, count: number, target: Float32Array): void {
+    const descriptor = (this.descriptor ??= openSync(this.path, 'r'));
+    this.ranges.forEachPiece(start, count, (k, from, to, at) => {
+      const position = this.byteOffsets[k] + from * this.bytesPerValue;
+      if (this.bytesPerValue === 4) {
+        this.readExactly(descriptor, new Uint8Array(target.buffer, target.byteOffset + at * 4, (to - from) * 4), position);
+        return;
+      }
+      const half = (this.halfTile ??= new Uint16Array(TILE_VALUES));
+      const n = to - from;
+      this.readExactly(descriptor, new Uint8Array(half.buffer, 0, n * 2), position);
+      const table = float16Table();
+      for (let i = 0; i < n; i++) target[at + i] = table[half[i]];
+    });
+  }
+
+  release(): void {
+    if (this.descriptor === null) return;
+    closeSync(this.descriptor);
+    this.descriptor = null;
+  }
+
+  private readExactly(descriptor: number, into: Uint8Array, position: number): void {
+    let done = 0;
+    while (done < into.byteLength) {
+      const read = readSync(descriptor, into, done, into.byteLength - done, position + done);
+      if (read === 0) throw new Error(`stored update ${this.path} is truncated: it ends before byte ${position + done}, where values of the global model are expected`);
+      done += read;
+    }
+  }
+}
