@@ -14,6 +14,9 @@ COPY apps/demo/package.json apps/demo/
 COPY libs/protocol/package.json libs/protocol/
 COPY libs/imaging/package.json libs/imaging/
 COPY libs/model/package.json libs/model/
+# The coordinator never trains: the native kernels' install script finds no compiler in
+# this image, says so and leaves them unbuilt.
+COPY libs/native-kernels/package.json libs/native-kernels/build.cjs libs/native-kernels/
 # --omit=optional leaves out the native TensorFlow packages, which the
 # coordinator never loads. better-sqlite3 needs its install script.
 RUN npm ci --omit=optional --no-audit --no-fund && npm cache clean --force

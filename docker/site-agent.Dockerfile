@@ -18,6 +18,10 @@ COPY apps/demo/package.json apps/demo/
 COPY libs/protocol/package.json libs/protocol/
 COPY libs/imaging/package.json libs/imaging/
 COPY libs/model/package.json libs/model/
+# The native kernels are compiled by their install script, which needs a C++ compiler and
+# the sources; the compiler stays in this stage.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
+COPY libs/native-kernels libs/native-kernels
 # The native TensorFlow package is added per variant below, matching its base image.
 RUN npm ci --omit=optional --no-audit --no-fund && npm cache clean --force
 COPY tsconfig.base.json tsconfig.json ./

@@ -188,6 +188,13 @@ describe('docker/site-agent.Dockerfile', () => {
     expect(cpu.lines.join('\n')).toContain('@tensorflow/tfjs-node@4.22.0');
   });
 
+  it('builds the native kernels with a compiler before installing the workspace', () => {
+    const sources = all.find((s) => s.name === 'sources')!.lines.join('\n');
+    expect(sources).toMatch(/apt-get install[^\n]* g\+\+/);
+    expect(sources.indexOf('COPY libs/native-kernels libs/native-kernels')).toBeGreaterThan(-1);
+    expect(sources.indexOf('COPY libs/native-kernels libs/native-kernels')).toBeLessThan(sources.indexOf('npm ci'));
+  });
+
   describe.each(['gpu', 'cpu'])('variant %s', (name) => {
     const stage = all.find((s) => s.name === name)!;
     const cmd = jsonArray(instruction(stage.lines, 'CMD')[0]);

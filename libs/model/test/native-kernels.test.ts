@@ -75,7 +75,7 @@ function cpuHasAvx2Fma(): boolean {
 const native = loadNativeKernels();
 
 describe('native kernels', () => {
-  it('load wherever the CPU has AVX2 and FMA, and say why not elsewhere', () => {
+  it('load on AVX2 CPUs, else give a reason', () => {
     // /proc/cpuinfo is read independently of the addon's own CPU check.
     if (cpuHasAvx2Fma()) {
       expect(native.reason).toBeUndefined();

@@ -26,7 +26,7 @@ struct Floats {
   size_t length = 0;
 };
 
-// Reads argument `index` as a Float32Array; throws a JS TypeError naming `name` otherwise.
+// Reads a Float32Array argument, or throws a JS TypeError naming `name`.
 bool getFloats(napi_env env, napi_value value, const char* name, Floats& out) {
   bool isTyped = false;
   napi_is_typedarray(env, value, &isTyped);
@@ -53,7 +53,7 @@ bool getShape(napi_env env, napi_value value, covnet::ConvShape& s) {
   const int32_t* v = static_cast<const int32_t*>(data);
   s = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]};
   for (int i = 0; i < 13; i++) {
-    // Padding may be zero; every extent and stride must be positive.
+    // Padding may be zero, and every extent and stride must be positive.
     if (i >= 11 ? v[i] < 0 : v[i] <= 0) {
       napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("shape value " + std::to_string(i) + " is " + std::to_string(v[i])).c_str());
       return false;

@@ -5,7 +5,7 @@
 namespace covnet {
 
 // y = (x - mean) / sqrt(variance + epsilon) * gamma + beta per channel, where mean and
-// variance (biased, as in training) are those of x over its rows; both are written out.
+// variance (biased, as in training) are those of x over its rows. Both are written out.
 void batchNormTraining(long rows, int channels, const float* x, const float* gamma, const float* beta, float epsilon, float* y, float* mean, float* variance);
 
 // Gradients of batchNormTraining with respect to x, gamma and beta, for output gradient
@@ -17,7 +17,7 @@ void batchNormTrainingGrad(long rows, int channels, const float* dy, const float
 namespace covnet {
 
 // y = (x - mean) / sqrt(variance + epsilon) * scale + offset per channel, with fixed
-// statistics (inference); offset and scale may be null (0 and 1).
+// statistics (inference). Offset and scale may be null (0 and 1).
 void batchNormInference(long rows, int channels, const float* x, const float* mean, const float* variance, const float* offset, const float* scale, float epsilon, float* y);
 
 // Geometry of a 2-D max pool: input [n, ih, iw, c], output [n, oh, ow, c], window fh x fw.

@@ -54,7 +54,7 @@ Scratch& scratch() {
 
 // The inner kernel: c[0..m, 0..n) (+)= a * b over kc steps, with b packed (NR values per
 // step) and a either packed (MR values per step) or read straight from MR rows of a
-// row-major matrix. A full tile is stored from the registers; a partial one through a
+// row-major matrix. A full tile is stored from the registers, and a partial one through a
 // small buffer, so the kernel never writes outside c.
 template <bool kPackedA>
 inline void microKernel(int kc, const float* __restrict a, long rsa, const float* __restrict b, float* c, long ldc, int m, int n, bool accumulate) {
@@ -132,7 +132,7 @@ inline void microKernel(int kc, const float* __restrict a, long rsa, const float
 }
 
 // Copies rows [0, mc) and columns [0, kc) of a into slivers of MR rows, k-major within
-// a sliver; rows past mc are zero, so the kernel never reads past the block.
+// a sliver. Rows past mc are zero, so the kernel never reads past the block.
 void packA(int mc, int kc, const float* a, long rsa, long csa, float* out) {
   for (int i0 = 0; i0 < mc; i0 += MR) {
     const int m = std::min(MR, mc - i0);
@@ -174,7 +174,7 @@ void packB(int kc, int nc, const float* b, long rsb, long csb, float* out) {
 }
 
 // Copies the receptive fields of output pixels [first, first + count) into rows of
-// kh * kw * ic values, ordered (kh, kw, ic) as the filter's rows are; padding reads 0.
+// kh * kw * ic values, ordered (kh, kw, ic) as the filter's rows are. Padding reads 0.
 void receptiveFields(const ConvShape& s, const float* x, long first, long count, float* rows) {
   const long K = static_cast<long>(s.kh) * s.kw * s.ic;
   const long perImage = static_cast<long>(s.oh) * s.ow;

@@ -23,7 +23,7 @@ const BatchNormalization = tf.layers.batchNormalization({}).constructor as new (
  * tfjs-layers' BatchNormalization, with training-mode calls computed by the fused native
  * kernel when the backend has it (wasm with @covnet/native-kernels). The stock layer
  * builds training-mode normalisation from about ten element-wise ops and reductions, and
- * their gradients, each a full pass over the activations; in a ResNet-50 training step on
+ * their gradients, each a full pass over the activations. In a ResNet-50 training step on
  * wasm they cost about as much as the convolutions once those were native. Inference, and
  * every backend without the kernel, use the stock code. The moving statistics are updated
  * exactly as the stock layer does, from the batch's mean and biased variance, and the

@@ -103,7 +103,7 @@ export function hasFusedTrainingBatchNorm(): boolean {
 /**
  * Batch normalisation over all axes but the last, with the batch's statistics, as one
  * differentiable op. Returns y and the batch's mean and biased variance, which the
- * caller owns and must dispose; only y carries a gradient (to x, gamma and beta), which
+ * caller owns and must dispose. Only y carries a gradient (to x, gamma and beta), and it
  * already accounts for mean and variance depending on x.
  */
 export function fusedTrainingBatchNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): { y: tf.Tensor; mean: tf.Tensor1D; variance: tf.Tensor1D } {
@@ -114,7 +114,7 @@ export function fusedTrainingBatchNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: t
     const [xIn, gammaIn, betaIn] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
     const [y, m, v] = tf.engine().runKernel(BATCH_NORM_TRAINING, { x: xIn, gamma: gammaIn, beta: betaIn }, { epsilon }) as tf.Tensor[];
-    // The op's own scope disposes everything but y; the statistics go to the caller.
+    // The op's own scope disposes everything but y, so the statistics are kept for the caller.
     mean = tf.keep(m) as tf.Tensor1D;
     variance = tf.keep(v) as tf.Tensor1D;
     save([xIn, gammaIn, m, v]);

@@ -5,7 +5,7 @@ import { NativeActivation, type NativeKernels } from '@covnet/native-kernels';
 /**
  * Conv2D, FusedConv2D and both convolution gradients for the wasm backend, computed by the
  * native AVX2/FMA kernels of @covnet/native-kernels straight on the wasm heap. XNNPACK
- * in wasm is limited to 128-bit SIMD without fused multiply-add; the native kernels use
+ * in wasm is limited to 128-bit SIMD without fused multiply-add, and the native kernels use
  * 256-bit FMA, which on the 2-core machines of this project made ResNet-50's
  * convolutions several times faster (bench/README.md has the figures).
  *
@@ -140,7 +140,7 @@ export function nativeConvKernelConfigs(native: NativeKernels): tf.KernelConfig[
   };
 
   // wasm's kernels bind their wasm functions in setupFunc, which the backend runs when it
-  // starts; the fallbacks need it, so each replacement carries it over.
+  // starts. The fallbacks need it, so each replacement carries it over.
   const config = (kernelName: string, kernelFunc: (args: KernelArgs) => tf.TensorInfo): tf.KernelConfig => ({
     kernelName,
     backendName: 'wasm',
