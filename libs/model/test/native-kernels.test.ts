@@ -142,6 +142,16 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
     expect(() => native.kernels!.conv2dForward(new Float32Array(32), new Float32Array(54), null, new Float32Array(48), Int32Array.from([1, 4]), 0)).toThrow(/Int32Array of 13 values/);
   });
 
+  it('rejects shapes whose sizes overflow 32 bits', () => {
+    // 65536^4 wraps to 0 in 64 bits, so a length check on the wrapped product would pass.
+    const huge = Int32Array.from([65536, 65536, 65536, 65536, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+    const four = (): Float32Array => new Float32Array(4);
+    expect(() => native.kernels!.conv2dForward(four(), four(), null, four(), huge, 0)).toThrow(/more than 2\^31 - 1 values/);
+    expect(() => native.kernels!.batchNormTraining(2 ** 40, 4, 1e-3, four(), four(), four(), four(), four(), four())).toThrow(/rows times channels/);
+    const hugePool = Int32Array.from([65536, 65536, 65536, 65536, 1, 1, 1, 1, 1, 1, 0, 0]);
+    expect(() => native.kernels!.maxPoolGrad(four(), four(), four(), hugePool)).toThrow(/more than 2\^31 - 1 values/);
+  });
+
   describe('MaxPoolGrad', () => {
     // ResNet's stem pool (3x3, stride 2, padding 1 as 'same' on an even size), an odd size,
     // and a window with ties: relu outputs are often exactly 0.

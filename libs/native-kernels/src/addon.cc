@@ -3,6 +3,7 @@
 // instead of crashing on an illegal instruction.
 #include <node_api.h>
 
+#include <climits>
 #include <cstdint>
 #include <exception>
 #include <string>
@@ -40,6 +41,16 @@ bool getFloats(napi_env env, napi_value value, const char* name, Floats& out) {
   return false;
 }
 
+// Whether the product of `count` positive values is at most 2^31 - 1.
+bool fitsInt32(const int32_t* values, int count) {
+  int64_t product = 1;
+  for (int i = 0; i < count; i++) {
+    product *= values[i];
+    if (product > INT32_MAX) return false;
+  }
+  return true;
+}
+
 bool getShape(napi_env env, napi_value value, covnet::ConvShape& s) {
   bool isTyped = false;
   napi_is_typedarray(env, value, &isTyped);
@@ -58,6 +69,15 @@ bool getShape(napi_env env, napi_value value, covnet::ConvShape& s) {
       napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("shape value " + std::to_string(i) + " is " + std::to_string(v[i])).c_str());
       return false;
     }
+  }
+  // The kernels index with 32-bit counts, and a product that wrapped around would let a
+  // short array pass the length checks.
+  const int32_t input[] = {s.n, s.ih, s.iw, s.ic};
+  const int32_t output[] = {s.n, s.oh, s.ow, s.oc};
+  const int32_t filter[] = {s.kh, s.kw, s.ic, s.oc};
+  if (!fitsInt32(input, 4) || !fitsInt32(output, 4) || !fitsInt32(filter, 4)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the input, output or filter of this convolution has more than 2^31 - 1 values");
+    return false;
   }
   return true;
 }
@@ -141,6 +161,10 @@ bool getLayout(napi_env env, napi_value* argv, long& rows, int& channels, float&
   double e = 0;
   if (napi_get_value_int64(env, argv[0], &r) != napi_ok || napi_get_value_int32(env, argv[1], &c) != napi_ok || napi_get_value_double(env, argv[2], &e) != napi_ok || r <= 0 || c <= 0 || !(e > 0)) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "rows and channels must be positive integers and epsilon a positive number");
+    return false;
+  }
+  if (r > INT32_MAX / c) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "rows times channels is more than 2^31 - 1 values");
     return false;
   }
   rows = static_cast<long>(r);
@@ -251,6 +275,12 @@ napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
     }
   }
   const covnet::PoolShape s{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]};
+  const int32_t input[] = {s.n, s.ih, s.iw, s.c};
+  const int32_t output[] = {s.n, s.oh, s.ow, s.c};
+  if (!fitsInt32(input, 4) || !fitsInt32(output, 4)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the input or output of this max pool has more than 2^31 - 1 values");
+    return nullptr;
+  }
   const size_t inputSize = static_cast<size_t>(s.n) * s.ih * s.iw * s.c;
   const size_t outputSize = static_cast<size_t>(s.n) * s.oh * s.ow * s.c;
   if (!needs(env, dy, "dy", outputSize) || !needs(env, x, "x", inputSize) || !needs(env, dx, "dx", inputSize)) return nullptr;
