@@ -10,6 +10,8 @@ const OWNER_FILE = 'experiment.json';
 /**
  * Checkpoint files on disk: `<data dir>/checkpoints/<experiment>/model-v<N>.cvnw`,
  * or `<data dir>/checkpoints/model-v<N>.cvnw` for a data dir of one experiment.
+ * FedAdam experiments also keep `fedadam-v<N>.state`, the server optimizer's
+ * moments after version N, next to each checkpoint.
  */
 @Injectable()
 export class CheckpointFiles {
@@ -24,6 +26,10 @@ export class CheckpointFiles {
 
   pathIn(directory: string, version: number): string {
     return join(directory, `model-v${version}.cvnw`);
+  }
+
+  optimizerStatePathIn(directory: string, version: number): string {
+    return join(directory, `fedadam-v${version}.state`);
   }
 
   /**

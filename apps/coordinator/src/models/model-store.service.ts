@@ -174,11 +174,14 @@ export class ModelStore {
   /**
    * Encodes aggregated tensors as the next version, writes its checkpoint and
    * records it. The initial model's metadata (e.g. backbone name) is carried over.
+   * `optimizerState`, the server optimizer's state after this step, is written
+   * next to the checkpoint and recorded in the same row, so that the database
+   * never contains a version without the state that produces the next one.
    */
-  async saveNext(round: number, tensors: NamedTensor[]): Promise<ModelVersionEntity> {
+  async saveNext(round: number, tensors: NamedTensor[], optimizerState: Buffer | null = null): Promise<ModelVersionEntity> {
     const payload = encodeWeights(tensors, 'float32', this.metaOfInitial);
     const version = this.current.version + 1;
-    const row = await this.recordVersion(version, round, payload);
+    const row = await this.recordVersion(version, round, payload, optimizerState);
     this.previous = this.latest;
     this.latest = { version, payload, ref: describePayload(payload, this.config.chunkBytes) };
     return row;
@@ -225,6 +228,9 @@ export class ModelStore {
         await this.versions.save(row);
       }
       this.absolutePath(row);
+      if (row.optimizerStatePath !== null) {
+        resolveStoredPath(dataDir, row.optimizerStatePath, `optimizer state of model version ${row.version} of experiment "${row.experiment}"`);
+      }
     }
   }
 
@@ -256,11 +262,35 @@ export class ModelStore {
     return resolveStoredPath(this.config.dataDir, row.path, `checkpoint of model version ${row.version} of experiment "${row.experiment}"`);
   }
 
-  private async recordVersion(version: number, round: number, payload: Buffer): Promise<ModelVersionEntity> {
+  /**
+   * Returns the server optimizer's state recorded with the current version,
+   * or null when none is recorded (version 0, or a version written before the state was stored).
+   * @throws Error when the state file is missing, outside the data dir or differs from its recorded SHA-256.
+   */
+  async currentOptimizerState(): Promise<{ state: Buffer; path: string } | null> {
+    const row = await this.versions.findOne({ where: { experiment: this.config.experiment, version: this.current.version } });
+    if (!row || row.optimizerStatePath === null || row.optimizerStateSha256 === null) return null;
+    const path = resolveStoredPath(this.config.dataDir, row.optimizerStatePath, `optimizer state of model version ${row.version} of experiment "${row.experiment}"`);
+    const state = await this.files.read(path);
+    const actual = sha256Hex(state);
+    if (actual !== row.optimizerStateSha256) {
+      throw new Error(`optimizer state ${path} of model version ${row.version} has SHA-256 ${actual}, the database records ${row.optimizerStateSha256}`);
+    }
+    return { state, path };
+  }
+
+  private async recordVersion(version: number, round: number, payload: Buffer, optimizerState: Buffer | null = null): Promise<ModelVersionEntity> {
     if (this.checkpointDir === null) throw new Error('ModelStore.init() has not run');
     const path = this.files.pathIn(this.checkpointDir, version);
     await this.files.writeAtomic(path, payload);
+    let statePath: string | null = null;
+    if (optimizerState !== null) {
+      statePath = this.files.optimizerStatePathIn(this.checkpointDir, version);
+      await this.files.writeAtomic(statePath, optimizerState);
+    }
     const row = this.versions.create({
+      optimizerStatePath: statePath === null ? null : toStoredPath(this.config.dataDir, statePath),
+      optimizerStateSha256: optimizerState === null ? null : sha256Hex(optimizerState),
       experiment: this.config.experiment,
       version,
       round,

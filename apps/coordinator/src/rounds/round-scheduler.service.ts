@@ -21,7 +21,7 @@ import { ROOT_LOGGER } from '../logging/logger';
 import { firstNonFinite, layoutMismatch } from '../aggregation/fedavg';
 import { createAggregator, type Aggregator } from '../aggregation/aggregator';
 import { UpdateNormCheck, updateDistance } from '../aggregation/update-norm';
-import { FedAdam } from '../aggregation/fedadam';
+import { FedAdam, type FedAdamOptions } from '../aggregation/fedadam';
 import { sampleParticipants } from './participants';
 import { ModelStore } from '../models/model-store.service';
 import { MetricsService } from '../metrics/metrics.service';
@@ -102,8 +102,8 @@ export class RoundScheduler implements OnApplicationShutdown {
   private stopped = false;
   private readonly onReady = (site: string) => this.handleSiteReady(site);
   private readonly onRevoked = (site: string) => this.dropRevokedSite(site);
-  // Server optimizer state of FedAdam. NOTE: it lives in memory only, so a
-  // restarted coordinator continues with zero moments.
+  // Server optimizer state of FedAdam after the current global model version.
+  // Each checkpoint's row records it too, and a restarted coordinator reads it from there.
   private fedAdam: FedAdam | null = null;
   // One aggregator serves every round, so its memory is allocated once.
   private aggregator: Aggregator | null = null;
@@ -228,7 +228,15 @@ export class RoundScheduler implements OnApplicationShutdown {
       this.checkStopped();
 
       await this.records.transition(entity, 'aggregating');
-      const saved = await this.models.saveNext(number, this.aggregate(training.accumulator));
+      const { tensors, optimizerState } = await this.aggregate(training.accumulator);
+      let saved;
+      try {
+        saved = await this.models.saveNext(number, tensors, optimizerState);
+      } catch (error) {
+        // The moments in memory already include this step; the stored ones do not.
+        this.fedAdam = null;
+        throw error;
+      }
       entity.modelVersionOut = saved.version;
       this.normCheck.roundAggregated(training.distances);
       log.info(
@@ -265,20 +273,42 @@ export class RoundScheduler implements OnApplicationShutdown {
   /**
    * Returns the round's new global model from the aggregate under the
    * experiment's strategy. With median or trimmed-mean aggregation, FedAdam
-   * steps towards that estimate instead of the FedAvg mean.
+   * steps towards that estimate instead of the FedAvg mean, and returns the
+   * optimizer state to store with the new version.
    */
-  private aggregate(accumulator: Aggregator) {
+  private async aggregate(accumulator: Aggregator): Promise<{ tensors: NamedTensor[]; optimizerState: Buffer | null }> {
     const mean = accumulator.result();
     const strategy = this.config.strategy;
     switch (strategy.name) {
       case 'fedavg':
       case 'fedprox':
         // FedProx differs from FedAvg only in the sites' local loss.
-        return mean;
-      case 'fedadam':
-        this.fedAdam ??= new FedAdam(this.models.layout, strategy);
-        return this.fedAdam.step(this.models.currentTensors(), mean);
+        return { tensors: mean, optimizerState: null };
+      case 'fedadam': {
+        this.fedAdam ??= await this.restoreFedAdam(strategy);
+        const tensors = this.fedAdam.step(this.models.currentTensors(), mean);
+        return { tensors, optimizerState: this.fedAdam.serialize() };
+      }
     }
+  }
+
+  /**
+   * Returns FedAdam with the moments stored with the current global model
+   * version, or with zero moments at version 0.
+   * @throws Error when the stored state cannot be read or does not fit the model.
+   */
+  private async restoreFedAdam(options: FedAdamOptions): Promise<FedAdam> {
+    const version = this.models.current.version;
+    const stored = await this.models.currentOptimizerState();
+    if (stored === null) {
+      if (version > 0) {
+        // Versions written before the state was stored have none; an uninterrupted run would differ.
+        this.log.warn({ modelVersion: version }, `model version ${version} has no stored FedAdam state: FedAdam continues with zero moments`);
+      }
+      return new FedAdam(this.models.layout, options);
+    }
+    this.log.info({ modelVersion: version, file: stored.path }, `FedAdam moments of model version ${version} restored from ${stored.path}`);
+    return FedAdam.restore(this.models.layout, options, stored.state, stored.path);
   }
 
   private async waitForQuorum(number: number): Promise<void> {
