@@ -35,6 +35,10 @@ import { RoundRecords } from './round-records';
 import { Uploads, type Upload } from './uploads';
 import type { UpdateFiles } from './update-files';
 
+// How long one federation:done waits for its acknowledgement. An agent
+// acknowledges on receipt, even while a task is still running.
+const DONE_ACK_TIMEOUT_MS = 10_000;
+
 /** Outcome of a federation whose rounds all finished. */
 export interface FederationSummary {
   experiment: string;
@@ -595,12 +599,13 @@ export class RoundScheduler implements OnApplicationShutdown {
     }
   }
 
+  /** Sends federation:done and logs whether the site acknowledged it. */
   private sendDone(site: string): void {
     const summary = this.summary!;
-    this.sessions.send(site, COORDINATOR_EVENTS.done, {
-      experiment: summary.experiment,
-      rounds: summary.rounds,
-      finalModelVersion: summary.finalModelVersion,
+    const done = { experiment: summary.experiment, rounds: summary.rounds, finalModelVersion: summary.finalModelVersion };
+    void this.sessions.sendDone(site, done, DONE_ACK_TIMEOUT_MS).then((acknowledged) => {
+      if (acknowledged) this.log.info({ site }, `site ${site} acknowledged federation:done`);
+      else this.log.warn({ site }, `site ${site} did not acknowledge federation:done within ${DONE_ACK_TIMEOUT_MS} ms; it receives it again after its next site:hello`);
     });
   }
 
