@@ -87,7 +87,7 @@ describe('federation:done with --exit-when-done', () => {
     await coordinator.start();
     expect(await exitWithin(coordinator, 30_000)).toBe(0);
     expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
-    const warning = logLines(join(workDir, 'coordinator.log')).findLast((entry) => Array.isArray(entry.missing));
+    const warning = logLines(join(workDir, 'coordinator.log')).filter((entry) => Array.isArray(entry.missing)).at(-1);
     expect(warning?.missing).toEqual(['site-01', 'site-02']);
     expect(warning?.msg).toContain('did not acknowledge federation:done within 2 s');
   }, 60_000);

@@ -151,7 +151,7 @@ const ROUND_FLAGS = ['--rounds', '--min-sites', '--round-timeout-s', '--epochs',
 
 const KEY_TO_FLAG = new Map(Object.entries(FLAGS).map(([flag, spec]) => [spec.key as string, flag]));
 
-/** Environment variables the coordinator reads. */
+/** Environment variables the coordinator and its image's health check read. */
 export const ENVIRONMENT_VARIABLES = [
   'DATABASE_URL',
   'LOG_LEVEL',
@@ -160,6 +160,9 @@ export const ENVIRONMENT_VARIABLES = [
   'COVNET_TLS_KEY',
   'COVNET_TLS_CA',
   'COVNET_TLS_REQUIRE_CLIENT_CERT',
+  // The client certificate of the health check, for coordinators that require one.
+  'COVNET_HEALTH_CERT',
+  'COVNET_HEALTH_KEY',
 ] as const;
 
 /** Environment variable read for each TLS setting when its flag is absent. */
