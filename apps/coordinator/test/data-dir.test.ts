@@ -171,6 +171,34 @@ describe('data dir paths', () => {
     expect(error?.message).toMatch(/stored path \.\.\/other\/checkpoints\/model-v1\.cvnw resolves to .* outside the data dir/);
   });
 
+  it('rejects a second experiment in the shared checkpoint folder', async () => {
+    fixture = await startFixture({ rounds: 2 });
+    await runFirstRound(fixture);
+    expect(JSON.parse(await readFile(join(fixture.dataDir, 'checkpoints', 'experiment.json'), 'utf8'))).toEqual({ experiment: 'test' });
+    await fixture.coordinator.close();
+
+    const error = await fixture.restart({ experiment: 'other' }).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(error?.message).toContain('already contains checkpoints of experiment "test"');
+  });
+
+  it('recognises the owner of a data dir from its absolute paths', async () => {
+    fixture = await startFixture({ rounds: 2 });
+    await runFirstRound(fixture);
+    await fixture.coordinator.close();
+    // A data dir written before the owner file existed: absolute paths and no experiment.json.
+    await rewritePaths(fixture, (version) => join(fixture!.dataDir, 'checkpoints', `model-v${version}.cvnw`));
+    await rm(join(fixture.dataDir, 'checkpoints', 'experiment.json'));
+
+    const error = await fixture.restart({ experiment: 'other' }).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(error?.message).toContain('already contains checkpoints of experiment "test"');
+  });
+
   it.skipIf(TEST_DATABASE !== 'sqlite')('resumes a round with stored updates in a moved data dir', async () => {
     fixture = await startFixture({ rounds: 1 });
     const a = await joinSite(fixture, 'site-a');

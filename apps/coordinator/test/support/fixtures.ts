@@ -36,8 +36,9 @@ export interface Fixture {
    * Closes the coordinator and starts a new one on the same database; `coordinator` and `baseUrl` change.
    * With `dataDir`, the new one runs on that folder (a moved or copied data dir): every
    * flag that named a file in the old data dir names the same file in the new one.
+   * With `experiment`, the new one runs that experiment instead of `test`.
    */
-  restart(options?: { dataDir?: string; logger?: Logger }): Promise<void>;
+  restart(options?: { dataDir?: string; logger?: Logger; experiment?: string }): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -122,9 +123,12 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
     restart: async (restartOptions = {}) => {
       await fixture.coordinator.close();
       let restartConfig = config;
-      if (restartOptions.dataDir !== undefined) {
-        const newDir = restartOptions.dataDir;
-        restartConfig = loadConfig(args.map((arg) => (arg.startsWith(dataDir) ? newDir + arg.slice(dataDir.length) : arg)), env);
+      if (restartOptions.dataDir !== undefined || restartOptions.experiment !== undefined) {
+        const newDir = restartOptions.dataDir ?? dataDir;
+        const newArgs = args.map((arg) => (arg.startsWith(dataDir) ? newDir + arg.slice(dataDir.length) : arg));
+        const experimentAt = newArgs.indexOf('--experiment');
+        if (restartOptions.experiment !== undefined && experimentAt >= 0) newArgs[experimentAt + 1] = restartOptions.experiment;
+        restartConfig = loadConfig(newArgs, env);
         fixture.dataDir = newDir;
       }
       fixture.coordinator = await startCoordinator(restartConfig, restartOptions.logger);
