@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -111,7 +112,9 @@ describe('FedAdam across a coordinator restart', () => {
       fixture,
       'SELECT version, optimizer_state_path FROM model_versions ORDER BY version',
     );
-    expect(rows.map((row) => row.optimizer_state_path)).toEqual([null, 'checkpoints/fedadam-v1.state', 'checkpoints/fedadam-v2.state', 'checkpoints/fedadam-v3.state']);
+    // Only the latest version keeps its state: a restart needs no other.
+    expect(rows.map((row) => row.optimizer_state_path)).toEqual([null, null, null, 'checkpoints/fedadam-v3.state']);
+    for (const version of [1, 2]) expect(existsSync(join(fixture.dataDir, 'checkpoints', `fedadam-v${version}.state`)), `version ${version}`).toBe(false);
   });
 
   it('rejects an altered state file', async () => {

@@ -11,7 +11,7 @@ const OWNER_FILE = 'experiment.json';
  * Checkpoint files on disk: `<data dir>/checkpoints/<experiment>/model-v<N>.cvnw`,
  * or `<data dir>/checkpoints/model-v<N>.cvnw` for a data dir of one experiment.
  * FedAdam experiments also keep `fedadam-v<N>.state`, the server optimizer's
- * moments after version N, next to each checkpoint.
+ * moments after version N, next to the latest checkpoint.
  */
 @Injectable()
 export class CheckpointFiles {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
@@ -184,7 +184,24 @@ export class ModelStore {
     const row = await this.recordVersion(version, round, payload, optimizerState);
     this.previous = this.latest;
     this.latest = { version, payload, ref: describePayload(payload, this.config.chunkBytes) };
+    if (optimizerState !== null) await this.releaseOptimizerState(version - 1);
     return row;
+  }
+
+  /**
+   * Deletes the optimizer state of `version` once the next version's state is
+   * recorded: a restart needs only the latest one, and each file is 16 bytes
+   * per model parameter. The row is cleared first, so that a crash in between
+   * leaves an unused file, never a row that names a missing one.
+   */
+  private async releaseOptimizerState(version: number): Promise<void> {
+    const row = await this.versions.findOne({ where: { experiment: this.config.experiment, version } });
+    if (!row || row.optimizerStatePath === null) return;
+    const path = resolveStoredPath(this.config.dataDir, row.optimizerStatePath, `optimizer state of model version ${version} of experiment "${row.experiment}"`);
+    row.optimizerStatePath = null;
+    row.optimizerStateSha256 = null;
+    await this.versions.save(row);
+    await rm(path, { force: true });
   }
 
   /** Returns the version that round `round` wrote, or null when it has not been aggregated. */

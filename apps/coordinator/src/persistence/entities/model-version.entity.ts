@@ -28,7 +28,8 @@ export class ModelVersionEntity {
 
   /**
    * File of the server optimizer's state after this version (FedAdam's
-   * moments), relative to the data dir; null for strategies without state and for version 0.
+   * moments), relative to the data dir. Null for strategies without state, for
+   * version 0, and once the next version's state is recorded.
    */
   @Column({ name: 'optimizer_state_path', type: 'text', nullable: true })
   optimizerStatePath!: string | null;
