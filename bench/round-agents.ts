@@ -95,7 +95,8 @@ export function runAgents(options: AgentsOptions): Promise<SiteRoundRecord[]> {
             await request(socket, AGENT_EVENTS.metricsReport, report);
           });
         });
-        socket.on(COORDINATOR_EVENTS.done, () => {
+        socket.on(COORDINATOR_EVENTS.done, (_payload: unknown, ack?: (reply: { ok: true }) => void) => {
+          ack?.({ ok: true });
           socket.close();
           resolve();
         });

@@ -32,10 +32,13 @@ VOLUME ["/var/lib/covnet"]
 ENV NODE_ENV=production LOG_LEVEL=info
 EXPOSE 8080
 
-# NOTE: this check speaks plain HTTP; a coordinator started with TLS needs
-# another one (docker/compose.yaml shows one next to the COVNET_TLS_* variables).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/api/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# The check reads the coordinator's flags from /proc/1/cmdline and the
+# COVNET_TLS_* variables, so it requests /api/health over HTTPS when TLS is on
+# and checks that the server presents the --tls-cert certificate. Where client
+# certificates are required, COVNET_HEALTH_CERT and COVNET_HEALTH_KEY name one
+# for it; without them it checks the TLS handshake only.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+  CMD ["/app/node_modules/.bin/tsx", "/app/apps/coordinator/src/health-check.ts"]
 
 ENTRYPOINT ["/app/node_modules/.bin/tsx", "/app/apps/coordinator/src/main.ts"]
 # The initial model is mounted at /etc/covnet/model-v0.cvnw; sites are added with

@@ -18,6 +18,7 @@ describe('site agents across a coordinator crash', () => {
   let coordinator: CoordinatorProcess;
   let done: FederationDone[] = [];
   let killedAfterCommit = '';
+  let exitCode: number | null = null;
   const agents: FederationAgent[] = [];
 
   beforeAll(async () => {
@@ -26,7 +27,7 @@ describe('site agents across a coordinator crash', () => {
     const initial = covnet.getNamedWeights();
     covnet.dispose();
     federation = await prepareFederation(workDir, 2, initial, { backbone: 'small', inputSize: 32, maxSlices: 4 });
-    coordinator = new CoordinatorProcess(federation, ['--rounds', String(ROUNDS), '--min-sites', '2', '--round-timeout-s', '120', '--epochs', '1', '--learning-rate', '0.001', '--batch-size', '2'], false);
+    coordinator = new CoordinatorProcess(federation, ['--rounds', String(ROUNDS), '--min-sites', '2', '--round-timeout-s', '120', '--epochs', '1', '--learning-rate', '0.001', '--batch-size', '2']);
     await coordinator.start();
 
     // The coordinator dies the moment the first update:commit leaves an agent,
@@ -52,10 +53,11 @@ describe('site agents across a coordinator crash', () => {
         }),
       );
     }
-    // NOTE: this coordinator keeps serving after its last round, because agents
-    // were seen to miss federation:done from one that exits with --exit-when-done.
+    // The coordinator runs with --exit-when-done: it waits for every agent's
+    // acknowledgement of federation:done before it exits.
     done = await Promise.all(agents.map((agent) => agent.run()));
     await restarted;
+    exitCode = await coordinator.exited;
   }, 120_000);
 
   afterAll(async () => {
@@ -67,6 +69,7 @@ describe('site agents across a coordinator crash', () => {
   it('finishes every round', async () => {
     expect(killedAfterCommit).not.toBe('');
     expect(coordinator.starts).toBe(2);
+    expect(exitCode).toBe(0);
     expect(done.map((d) => d.rounds)).toEqual([ROUNDS, ROUNDS]);
     const rounds = await withDatabase(join(federation.dataDir, 'coordinator.sqlite'), (db) => db.query('SELECT state FROM rounds ORDER BY number'));
     expect(rounds).toEqual(Array(ROUNDS).fill({ state: 'done' }));

@@ -89,8 +89,9 @@ export class LightAgent {
       });
       this.socket.on(COORDINATOR_EVENTS.trainTask, (payload: unknown) => this.enqueue(() => this.train(parseEvent('round:train', payload))));
       this.socket.on(COORDINATOR_EVENTS.evaluateTask, (payload: unknown) => this.enqueue(() => this.evaluate(parseEvent('round:evaluate', payload))));
-      this.socket.on(COORDINATOR_EVENTS.done, (payload: unknown) => {
+      this.socket.on(COORDINATOR_EVENTS.done, (payload: unknown, ack?: (reply: { ok: true }) => void) => {
         const done = parseEvent('federation:done', payload);
+        ack?.({ ok: true });
         this.queue.finally(() => {
           this.socket.close();
           resolve(done);

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { DataSource } from 'typeorm';
 import { decodeWeights, encodeWeights, sha256Hex, type NamedTensor } from '@covnet/protocol';
 import type { AcknowledgedUpdate } from './light-agent';
@@ -9,7 +9,7 @@ export interface FederationRecord {
   roundsDone: number;
   /** Accepted updates in the order of their row ids, which is the order they were accepted. */
   updates: { round: number; site: string; sha256: string; numExamples: number }[];
-  /** Checkpoint path and SHA-256 of each version, by the round that wrote it (0 for the initial model). */
+  /** Absolute checkpoint path and SHA-256 of each version, by the round that wrote it (0 for the initial model). */
   checkpoints: Map<number, { path: string; sha256: string }>;
 }
 
@@ -24,8 +24,12 @@ export async function withDatabase<T>(databaseFile: string, work: (database: Dat
   }
 }
 
-/** Reads the rounds, updates and model versions of experiment `experiment` from a coordinator's SQLite file. */
+/**
+ * Reads the rounds, updates and model versions of experiment `experiment` from a coordinator's SQLite file.
+ * The database stores checkpoint paths relative to the data dir, the folder of the SQLite file.
+ */
 export function readRecord(databaseFile: string, experiment = 'default'): Promise<FederationRecord> {
+  const dataDir = dirname(databaseFile);
   return withDatabase(databaseFile, async (database) => {
     const [done] = (await database.query(`SELECT COUNT(*) AS n FROM rounds WHERE experiment = ? AND state = 'done'`, [experiment])) as { n: number }[];
     const updates = (await database.query(
@@ -37,7 +41,7 @@ export function readRecord(databaseFile: string, experiment = 'default'): Promis
       path: string;
       sha256: string;
     }[];
-    return { roundsDone: done.n, updates, checkpoints: new Map(versions.map((v) => [v.round, { path: v.path, sha256: v.sha256 }])) };
+    return { roundsDone: done.n, updates, checkpoints: new Map(versions.map((v) => [v.round, { path: resolve(dataDir, v.path), sha256: v.sha256 }])) };
   });
 }
 

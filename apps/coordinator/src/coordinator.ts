@@ -18,6 +18,7 @@ import { serveApiDocs } from './api/api-docs';
 import { experimentConfigs } from './experiments/consortium-config';
 import { httpsOptionsOf, isLoopbackHost } from './config/tls';
 import { LimitedIoAdapter } from './gateway/socket-io-adapter';
+import { SiteSessions, type DoneDelivery } from './sites/site-sessions';
 import { logTlsClientErrors } from './auth/tls-client-errors';
 
 /** Largest JSON request body of the REST API; the largest legitimate one, an experiment's settings, is under 2 KiB. */
@@ -39,6 +40,13 @@ export interface RunningCoordinator {
   done: Promise<FederationSummary>;
   /** Outcome of each experiment the coordinator started with, in order; settles like `done`. */
   summaries: Promise<FederationSummary[]>;
+  /**
+   * Waits until every site owed `federation:done` has acknowledged it, or
+   * `timeoutMs` has passed. Owed are the sites that took part in a round and
+   * the sites connected now, except revoked ones. A site that connects while
+   * this waits receives the message after its `site:hello`.
+   */
+  doneDelivered(timeoutMs: number): Promise<DoneDelivery>;
 }
 
 /**
@@ -95,11 +103,18 @@ export async function startCoordinator(flags: CoordinatorConfig, logger: Logger 
   done.catch(() => {});
 
   let closing: Promise<void> | null = null;
+  const sessions = app.get(SiteSessions);
+  const registry = app.get(SiteRegistry);
   return {
     port,
     scheme,
     done,
     summaries,
+    doneDelivered: async (timeoutMs) => {
+      const revoked = new Set((await registry.list()).filter((site) => site.revokedAt !== null).map((site) => site.name));
+      const owed = [...new Set([...(await runtimes.participants()), ...sessions.readySites()])].filter((site) => !revoked.has(site)).sort();
+      return sessions.waitForDoneAcknowledged(owed, timeoutMs);
+    },
     close: () => {
       closing ??= app.close();
       return closing;

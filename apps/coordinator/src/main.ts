@@ -62,6 +62,15 @@ async function main(): Promise<number> {
     const summaries = await coordinator.summaries;
     const summary = { experiments: summaries };
     if (config.exitWhenDone) {
+      // Closing at once would cut off federation:done on its way, and an agent
+      // that is reconnecting would never learn that the federation is over.
+      logger.info({ timeoutS: config.doneTimeoutS }, `waiting up to ${config.doneTimeoutS} s for the sites to acknowledge federation:done`);
+      const delivery = await coordinator.doneDelivered(config.doneTimeoutS * 1000);
+      if (delivery.missing.length > 0) {
+        logger.warn(delivery, `${delivery.missing.length} sites did not acknowledge federation:done within ${config.doneTimeoutS} s: ${delivery.missing.join(', ')}`);
+      } else {
+        logger.info(delivery, 'every site acknowledged federation:done');
+      }
       logger.info(summary, 'exiting: --exit-when-done');
       await coordinator.close();
       return 0;

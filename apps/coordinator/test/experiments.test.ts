@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -277,7 +278,9 @@ describe('experiments API', () => {
           ]);
           const versions = await queryDatabase<{ experiment: string; path: string }>(fixture, 'SELECT experiment, path FROM model_versions ORDER BY experiment');
           expect(versions.map((v) => v.experiment)).toEqual(['second', 'test']);
-          expect(versions[0].path.startsWith(dataDir)).toBe(true);
+          // Paths are relative to each coordinator's own data dir, so both rows name the same relative path.
+          expect(versions.map((v) => v.path)).toEqual(['checkpoints/model-v0.cvnw', 'checkpoints/model-v0.cvnw']);
+          expect(existsSync(join(dataDir, versions[0].path))).toBe(true);
         } finally {
           for (const agent of agents) agent.close();
         }

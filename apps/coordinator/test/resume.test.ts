@@ -53,7 +53,7 @@ describe('round resumed by a new coordinator', () => {
       const payloadA = encodeWeights(UPDATE_A);
       expect(await a.upload(1, 0, 1, payloadA)).toEqual({ ok: true, accepted: true });
       const [stored] = await queryDatabase<{ payload_path: string }>(fixture, 'SELECT payload_path FROM updates');
-      expect(existsSync(stored.payload_path)).toBe(true);
+      expect(existsSync(join(fixture.dataDir, stored.payload_path))).toBe(true);
 
       await fixture.restart();
       const a2 = await joinSite(fixture, 'site-a');
@@ -72,7 +72,7 @@ describe('round resumed by a new coordinator', () => {
         { site: 'site-a', payload_path: null },
         { site: 'site-b', payload_path: null },
       ]);
-      expect(existsSync(stored.payload_path)).toBe(false);
+      expect(existsSync(join(fixture.dataDir, stored.payload_path))).toBe(false);
     });
   });
 
@@ -84,7 +84,7 @@ describe('round resumed by a new coordinator', () => {
       await a.next<TrainTask>('round:train');
       expect(await a.upload(1, 0, 1, encodeWeights(UPDATE_A))).toEqual({ ok: true, accepted: true });
       const [stored] = await queryDatabase<{ payload_path: string }>(fixture, 'SELECT payload_path FROM updates');
-      await writeFile(stored.payload_path, encodeWeights(UPDATE_B));
+      await writeFile(join(fixture.dataDir, stored.payload_path), encodeWeights(UPDATE_B));
 
       await fixture.restart();
       await expect(fixture.coordinator.done).rejects.toThrow(/stored update .* has SHA-256 [0-9a-f]{64}, the database records [0-9a-f]{64}/);

@@ -274,12 +274,16 @@ export interface AgentToCoordinatorEvents {
   'metrics:report': (payload: MetricsReport, ack: AckCallback) => void;
 }
 
-/** Events the coordinator emits to agents. */
+/**
+ * Events the coordinator emits to agents. An agent acknowledges
+ * `federation:done` on receipt, so that a coordinator about to exit knows
+ * which sites have learnt that the federation is over.
+ */
 export interface CoordinatorToAgentEvents {
   'site:welcome': (payload: Welcome) => void;
   'round:train': (payload: TrainTask) => void;
   'round:evaluate': (payload: EvaluateTask) => void;
-  'federation:done': (payload: FederationDone) => void;
+  'federation:done': (payload: FederationDone, ack: AckCallback) => void;
 }
 
 /** Schemas of every event payload, keyed by event name, for validation at both ends. */

@@ -53,6 +53,8 @@ export interface CoordinatorConfig {
   backbone: string | null;
   inputSize: number | null;
   exitWhenDone: boolean;
+  /** With `exitWhenDone`, seconds to wait for the sites to acknowledge federation:done before exiting. */
+  doneTimeoutS: number;
   database: DatabaseConfig;
   logLevel: string;
   /**
@@ -100,6 +102,11 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: 'consortium file (JSON or YAML) of experiment settings; --experiment picks one (default: the only one); replaces the round and training flags',
   },
   '--exit-when-done': { key: 'exitWhenDone', kind: 'boolean', help: 'exit with status 0 after the last round instead of serving the API' },
+  '--done-timeout-s': {
+    key: 'doneTimeoutS',
+    kind: 'number',
+    help: 'with --exit-when-done, seconds to wait for every site that took part to acknowledge federation:done before exiting (default 60)',
+  },
   '--tls-cert': { key: 'tlsCertFile', kind: 'string', help: 'PEM certificate chain; with --tls-key the coordinator serves HTTPS and WSS (or COVNET_TLS_CERT)' },
   '--tls-key': { key: 'tlsKeyFile', kind: 'string', help: 'PEM private key of --tls-cert (or COVNET_TLS_KEY)' },
   '--tls-ca': { key: 'tlsCaFile', kind: 'string', help: 'PEM consortium CA; client certificates are requested and checked against it (or COVNET_TLS_CA)' },
@@ -131,6 +138,7 @@ const configSchema = z.object({
   proximalMu: z.number().nonnegative().max(100).default(0),
   chunkBytes: positiveInt.max(MAX_CHUNK_BYTES).default(MAX_CHUNK_BYTES),
   exitWhenDone: z.boolean().default(false),
+  doneTimeoutS: z.number().nonnegative().max(3600).default(60),
   experimentsFile: z.string().min(1).optional(),
   tlsCertFile: z.string().min(1).optional(),
   tlsKeyFile: z.string().min(1).optional(),
@@ -143,7 +151,7 @@ const ROUND_FLAGS = ['--rounds', '--min-sites', '--round-timeout-s', '--epochs',
 
 const KEY_TO_FLAG = new Map(Object.entries(FLAGS).map(([flag, spec]) => [spec.key as string, flag]));
 
-/** Environment variables the coordinator reads. */
+/** Environment variables the coordinator and its image's health check read. */
 export const ENVIRONMENT_VARIABLES = [
   'DATABASE_URL',
   'LOG_LEVEL',
@@ -152,6 +160,9 @@ export const ENVIRONMENT_VARIABLES = [
   'COVNET_TLS_KEY',
   'COVNET_TLS_CA',
   'COVNET_TLS_REQUIRE_CLIENT_CERT',
+  // The client certificate of the health check, for coordinators that require one.
+  'COVNET_HEALTH_CERT',
+  'COVNET_HEALTH_KEY',
 ] as const;
 
 /** Environment variable read for each TLS setting when its flag is absent. */

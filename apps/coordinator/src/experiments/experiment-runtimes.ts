@@ -115,6 +115,15 @@ export class ExperimentRuntimes implements OnApplicationShutdown {
     return [...this.runtimes.keys()];
   }
 
+  /** Sites that took part in a round of any experiment this coordinator runs, in name order. */
+  async participants(): Promise<string[]> {
+    const sites = new Set<string>();
+    for (const runtime of this.runtimes.values()) {
+      for (const round of await runtime.records.list()) for (const site of round.participants) sites.add(site);
+    }
+    return [...sites].sort();
+  }
+
   /** Rows of every experiment in the database, including those run by other coordinators. */
   async list(): Promise<ExperimentEntity[]> {
     return this.get().experiment.list();

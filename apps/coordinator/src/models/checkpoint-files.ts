@@ -1,10 +1,17 @@
 import { Injectable } from '@nestjs/common';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+
+// The files a model store writes in its checkpoint folder, and the temporary
+// files `writeAtomic` names after them: `<file>.<process id>.tmp`.
+const OWNED_TEMP_FILE = /^(model-v\d+\.cvnw|fedadam-v\d+\.state|experiment\.json)\.\d+\.tmp$/;
+const OWNER_FILE = 'experiment.json';
 
 /**
  * Checkpoint files on disk: `<data dir>/checkpoints/<experiment>/model-v<N>.cvnw`,
  * or `<data dir>/checkpoints/model-v<N>.cvnw` for a data dir of one experiment.
+ * FedAdam experiments also keep `fedadam-v<N>.state`, the server optimizer's
+ * moments after version N, next to the latest checkpoint.
  */
 @Injectable()
 export class CheckpointFiles {
@@ -19,6 +26,57 @@ export class CheckpointFiles {
 
   pathIn(directory: string, version: number): string {
     return join(directory, `model-v${version}.cvnw`);
+  }
+
+  optimizerStatePathIn(directory: string, version: number): string {
+    return join(directory, `fedadam-v${version}.state`);
+  }
+
+  /**
+   * Returns the experiment that owns the shared checkpoint folder of `dataDir`,
+   * or null when no experiment has claimed it.
+   */
+  async sharedDirOwner(dataDir: string): Promise<string | null> {
+    let text: string;
+    try {
+      text = await readFile(join(this.sharedDir(dataDir), OWNER_FILE), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+    const owner = (JSON.parse(text) as { experiment?: unknown }).experiment;
+    if (typeof owner !== 'string') throw new Error(`${join(this.sharedDir(dataDir), OWNER_FILE)} has no string field "experiment"`);
+    return owner;
+  }
+
+  /**
+   * Records `experiment` as the owner of the shared checkpoint folder. File
+   * names there carry only the version, so a second experiment would
+   * overwrite the owner's files. The record is a file, not a database row,
+   * because data dirs that share one PostgreSQL database each have their own folder.
+   */
+  async claimSharedDir(dataDir: string, experiment: string): Promise<void> {
+    await this.writeAtomic(join(this.sharedDir(dataDir), OWNER_FILE), Buffer.from(`${JSON.stringify({ experiment })}\n`));
+  }
+
+  /**
+   * Deletes the temporary files that a process killed inside `writeAtomic`
+   * left in `directory`, and returns their names. Only names that this class
+   * writes are removed; other files stay.
+   * NOTE: a second coordinator writing into the same folder at that moment
+   * would lose its temporary file, but two coordinators must never share a data dir.
+   */
+  async removeStaleTempFiles(directory: string): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(directory);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const stale = names.filter((name) => OWNED_TEMP_FILE.test(name)).sort();
+    for (const name of stale) await rm(join(directory, name), { force: true });
+    return stale;
   }
 
   /**

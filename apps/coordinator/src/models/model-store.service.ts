@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
@@ -18,6 +18,7 @@ import { COORDINATOR_CONFIG, type CoordinatorConfig } from '../config/config';
 import { ROOT_LOGGER } from '../logging/logger';
 import { ModelVersionEntity } from '../persistence/entities';
 import { firstNonFinite, type ModelLayout } from '../aggregation/fedavg';
+import { isLegacyAbsolute, resolveStoredPath, toStoredPath } from '../persistence/stored-paths';
 import { CoordinatorEvents } from '../events/coordinator-events';
 import { Clock } from '../clock';
 import { CheckpointFiles } from './checkpoint-files';
@@ -111,22 +112,18 @@ export class ModelStore {
       }
     }
 
+    await this.checkStoredPaths();
     const stored = await this.versions.findOne({ where: { experiment: this.config.experiment, version: 0 } });
-    const sharedDir = this.files.sharedDir(this.config.dataDir);
-    const ownDir = this.files.experimentDir(this.config.dataDir, this.config.experiment);
-    const usesOwnDir = stored ? dirname(stored.path) === ownDir : !this.sharedCheckpointDir;
+    const dataDir = this.config.dataDir;
+    const sharedDir = this.files.sharedDir(dataDir);
+    const ownDir = this.files.experimentDir(dataDir, this.config.experiment);
+    const usesOwnDir = stored ? dirname(this.absolutePath(stored)) === ownDir : !this.sharedCheckpointDir;
     this.checkpointDir = usesOwnDir ? ownDir : sharedDir;
-    if (!usesOwnDir) {
-      // File names in the shared folder carry only the version, so two
-      // experiments there would overwrite each other's files.
-      // Experiments with other data dirs may share the database (PostgreSQL), so
-      // only checkpoints inside this data dir count.
-      const foreign = (await this.versions.find({ where: { experiment: Not(this.config.experiment) } })).find((row) => dirname(row.path) === sharedDir);
-      if (foreign) {
-        throw new Error(
-          `data dir ${this.config.dataDir} already contains checkpoints of experiment "${foreign.experiment}"; use another --data-dir for experiment "${this.config.experiment}", or run both from one consortium file`,
-        );
-      }
+    if (!usesOwnDir) await this.claimSharedDir();
+
+    const removed = await this.files.removeStaleTempFiles(this.checkpointDir);
+    if (removed.length > 0) {
+      this.log.warn({ directory: this.checkpointDir, files: removed }, `removed ${removed.length} temporary files that an interrupted checkpoint write left in ${this.checkpointDir}`);
     }
 
     const initialSha = sha256Hex(initial);
@@ -177,14 +174,34 @@ export class ModelStore {
   /**
    * Encodes aggregated tensors as the next version, writes its checkpoint and
    * records it. The initial model's metadata (e.g. backbone name) is carried over.
+   * `optimizerState`, the server optimizer's state after this step, is written
+   * next to the checkpoint and recorded in the same row, so that the database
+   * never contains a version without the state that produces the next one.
    */
-  async saveNext(round: number, tensors: NamedTensor[]): Promise<ModelVersionEntity> {
+  async saveNext(round: number, tensors: NamedTensor[], optimizerState: Buffer | null = null): Promise<ModelVersionEntity> {
     const payload = encodeWeights(tensors, 'float32', this.metaOfInitial);
     const version = this.current.version + 1;
-    const row = await this.recordVersion(version, round, payload);
+    const row = await this.recordVersion(version, round, payload, optimizerState);
     this.previous = this.latest;
     this.latest = { version, payload, ref: describePayload(payload, this.config.chunkBytes) };
+    if (optimizerState !== null) await this.releaseOptimizerState(version - 1);
     return row;
+  }
+
+  /**
+   * Deletes the optimizer state of `version` once the next version's state is
+   * recorded: a restart needs only the latest one, and each file is 16 bytes
+   * per model parameter. The row is cleared first, so that a crash in between
+   * leaves an unused file, never a row that names a missing one.
+   */
+  private async releaseOptimizerState(version: number): Promise<void> {
+    const row = await this.versions.findOne({ where: { experiment: this.config.experiment, version } });
+    if (!row || row.optimizerStatePath === null) return;
+    const path = resolveStoredPath(this.config.dataDir, row.optimizerStatePath, `optimizer state of model version ${version} of experiment "${row.experiment}"`);
+    row.optimizerStatePath = null;
+    row.optimizerStateSha256 = null;
+    await this.versions.save(row);
+    await rm(path, { force: true });
   }
 
   /** Returns the version that round `round` wrote, or null when it has not been aggregated. */
@@ -212,15 +229,89 @@ export class ModelStore {
     return this.previous;
   }
 
-  private async recordVersion(version: number, round: number, payload: Buffer): Promise<ModelVersionEntity> {
+  /**
+   * Rewrites the absolute checkpoint paths of this experiment that point into
+   * the data dir as relative ones, and checks that every stored path stays
+   * inside the data dir. A moved data dir then starts, and a copied one reads its own files.
+   * @throws StoredPathError naming the first path that leads outside the data dir.
+   */
+  private async checkStoredPaths(): Promise<void> {
+    const dataDir = this.config.dataDir;
+    for (const row of await this.versions.find({ where: { experiment: this.config.experiment }, order: { version: 'ASC' } })) {
+      if (isLegacyAbsolute(dataDir, row.path)) {
+        const relative = toStoredPath(dataDir, row.path);
+        this.log.info({ modelVersion: row.version, from: row.path, to: relative }, `checkpoint path of model version ${row.version} stored relative to the data dir`);
+        row.path = relative;
+        await this.versions.save(row);
+      }
+      this.absolutePath(row);
+      if (row.optimizerStatePath !== null) {
+        resolveStoredPath(dataDir, row.optimizerStatePath, `optimizer state of model version ${row.version} of experiment "${row.experiment}"`);
+      }
+    }
+  }
+
+  /**
+   * Makes sure that this experiment may write into the shared checkpoint folder.
+   * @throws Error when another experiment's checkpoints are there.
+   */
+  private async claimSharedDir(): Promise<void> {
+    const { dataDir, experiment } = this.config;
+    const sharedDir = this.files.sharedDir(dataDir);
+    let owner = await this.files.sharedDirOwner(dataDir);
+    if (owner === null) {
+      // Data dirs written before the owner file existed: their rows held
+      // absolute paths. Experiments with other data dirs may share the database
+      // (PostgreSQL), so only checkpoints inside this data dir count.
+      const rows = await this.versions.find({ where: { experiment: Not(experiment) } });
+      owner = rows.find((row) => isLegacyAbsolute(dataDir, row.path) && dirname(row.path) === sharedDir)?.experiment ?? null;
+    }
+    if (owner !== null && owner !== experiment) {
+      throw new Error(
+        `data dir ${dataDir} already contains checkpoints of experiment "${owner}"; use another --data-dir for experiment "${experiment}", or run both from one consortium file`,
+      );
+    }
+    if (owner === null) await this.files.claimSharedDir(dataDir, experiment);
+  }
+
+  /** Returns the checkpoint file of `row`. @throws StoredPathError when its stored path leads outside the data dir. */
+  private absolutePath(row: ModelVersionEntity): string {
+    return resolveStoredPath(this.config.dataDir, row.path, `checkpoint of model version ${row.version} of experiment "${row.experiment}"`);
+  }
+
+  /**
+   * Returns the server optimizer's state recorded with the current version,
+   * or null when none is recorded (version 0, or a version written before the state was stored).
+   * @throws Error when the state file is missing, outside the data dir or differs from its recorded SHA-256.
+   */
+  async currentOptimizerState(): Promise<{ state: Buffer; path: string } | null> {
+    const row = await this.versions.findOne({ where: { experiment: this.config.experiment, version: this.current.version } });
+    if (!row || row.optimizerStatePath === null || row.optimizerStateSha256 === null) return null;
+    const path = resolveStoredPath(this.config.dataDir, row.optimizerStatePath, `optimizer state of model version ${row.version} of experiment "${row.experiment}"`);
+    const state = await this.files.read(path);
+    const actual = sha256Hex(state);
+    if (actual !== row.optimizerStateSha256) {
+      throw new Error(`optimizer state ${path} of model version ${row.version} has SHA-256 ${actual}, the database records ${row.optimizerStateSha256}`);
+    }
+    return { state, path };
+  }
+
+  private async recordVersion(version: number, round: number, payload: Buffer, optimizerState: Buffer | null = null): Promise<ModelVersionEntity> {
     if (this.checkpointDir === null) throw new Error('ModelStore.init() has not run');
     const path = this.files.pathIn(this.checkpointDir, version);
     await this.files.writeAtomic(path, payload);
+    let statePath: string | null = null;
+    if (optimizerState !== null) {
+      statePath = this.files.optimizerStatePathIn(this.checkpointDir, version);
+      await this.files.writeAtomic(statePath, optimizerState);
+    }
     const row = this.versions.create({
+      optimizerStatePath: statePath === null ? null : toStoredPath(this.config.dataDir, statePath),
+      optimizerStateSha256: optimizerState === null ? null : sha256Hex(optimizerState),
       experiment: this.config.experiment,
       version,
       round,
-      path,
+      path: toStoredPath(this.config.dataDir, path),
       sha256: sha256Hex(payload),
       byteLength: payload.byteLength,
       createdAt: this.clock.nowIso(),
@@ -231,10 +322,11 @@ export class ModelStore {
   }
 
   private async loadVersion(row: ModelVersionEntity): Promise<LoadedModel> {
-    const payload = await this.files.read(row.path);
+    const path = this.absolutePath(row);
+    const payload = await this.files.read(path);
     const actual = sha256Hex(payload);
     if (actual !== row.sha256) {
-      throw new Error(`checkpoint ${row.path} of model version ${row.version} has SHA-256 ${actual}, the database records ${row.sha256}`);
+      throw new Error(`checkpoint ${path} of model version ${row.version} has SHA-256 ${actual}, the database records ${row.sha256}`);
     }
     return { version: row.version, payload, ref: describePayload(payload, this.config.chunkBytes) };
   }

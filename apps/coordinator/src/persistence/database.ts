@@ -5,8 +5,15 @@ import { InitialSchema1733300000000 } from './migrations/1733300000000-initial-s
 import { SiteRevocationAndExperiments1733400000000 } from './migrations/1733400000000-site-revocation-and-experiments';
 import { SiteGpu1733500000000 } from './migrations/1733500000000-site-gpu';
 import { StoredUpdates1733610000000 } from './migrations/1733610000000-stored-updates';
+import { OptimizerState1733700000000 } from './migrations/1733700000000-optimizer-state';
 
-export const MIGRATIONS = [InitialSchema1733300000000, SiteRevocationAndExperiments1733400000000, SiteGpu1733500000000, StoredUpdates1733610000000];
+export const MIGRATIONS = [
+  InitialSchema1733300000000,
+  SiteRevocationAndExperiments1733400000000,
+  SiteGpu1733500000000,
+  StoredUpdates1733610000000,
+  OptimizerState1733700000000,
+];
 
 /**
  * TypeORM options for the configured database. The schema comes from the

@@ -22,7 +22,7 @@ import { FedAvgAccumulator, firstNonFinite, layoutMismatch } from '../aggregatio
 import { StoredUpdate } from '../aggregation/stored-update';
 import { createAggregator, type Aggregator } from '../aggregation/aggregator';
 import { UpdateNormCheck, updateDistance } from '../aggregation/update-norm';
-import { FedAdam } from '../aggregation/fedadam';
+import { FedAdam, type FedAdamOptions } from '../aggregation/fedadam';
 import { sampleParticipants } from './participants';
 import { ModelStore } from '../models/model-store.service';
 import { MetricsService } from '../metrics/metrics.service';
@@ -36,6 +36,10 @@ import { RoundRecords } from './round-records';
 import { Uploads, type Upload } from './uploads';
 import { WaitingFolds } from './waiting-folds';
 import type { UpdateFiles } from './update-files';
+
+// How long one federation:done waits for its acknowledgement. An agent
+// acknowledges on receipt, even while a task is still running.
+const DONE_ACK_TIMEOUT_MS = 10_000;
 
 /** Outcome of a federation whose rounds all finished. */
 export interface FederationSummary {
@@ -110,8 +114,8 @@ export class RoundScheduler implements OnApplicationShutdown {
   private stopped = false;
   private readonly onReady = (site: string) => this.handleSiteReady(site);
   private readonly onRevoked = (site: string) => this.dropRevokedSite(site);
-  // Server optimizer state of FedAdam. NOTE: it lives in memory only, so a
-  // restarted coordinator continues with zero moments.
+  // Server optimizer state of FedAdam after the current global model version.
+  // Each checkpoint's row records it too, and a restarted coordinator reads it from there.
   private fedAdam: FedAdam | null = null;
   // One aggregator serves every round, so its memory is allocated once.
   private aggregator: Aggregator | null = null;
@@ -237,7 +241,15 @@ export class RoundScheduler implements OnApplicationShutdown {
       this.checkStopped();
 
       await this.records.transition(entity, 'aggregating');
-      const saved = await this.models.saveNext(number, this.aggregate(training));
+      const { tensors, optimizerState } = await this.aggregate(training);
+      let saved;
+      try {
+        saved = await this.models.saveNext(number, tensors, optimizerState);
+      } catch (error) {
+        // The moments in memory already include this step; the stored ones do not.
+        this.fedAdam = null;
+        throw error;
+      }
       entity.modelVersionOut = saved.version;
       this.normCheck.roundAggregated(training.distances);
       log.info(
@@ -274,19 +286,22 @@ export class RoundScheduler implements OnApplicationShutdown {
   /**
    * Returns the round's new global model from the aggregate under the
    * experiment's strategy. With median or trimmed-mean aggregation, FedAdam
-   * steps towards that estimate instead of the FedAvg mean.
+   * steps towards that estimate instead of the FedAvg mean, and returns the
+   * optimizer state to store with the new version.
    */
-  private aggregate(training: TrainingPhase) {
+  private async aggregate(training: TrainingPhase): Promise<{ tensors: NamedTensor[]; optimizerState: Buffer | null }> {
     const mean = this.meanOf(training);
     const strategy = this.config.strategy;
     switch (strategy.name) {
       case 'fedavg':
       case 'fedprox':
         // FedProx differs from FedAvg only in the sites' local loss.
-        return mean;
-      case 'fedadam':
-        this.fedAdam ??= new FedAdam(this.models.layout, strategy);
-        return this.fedAdam.step(this.models.currentTensors(), mean);
+        return { tensors: mean, optimizerState: null };
+      case 'fedadam': {
+        this.fedAdam ??= await this.restoreFedAdam(strategy);
+        const tensors = this.fedAdam.step(this.models.currentTensors(), mean);
+        return { tensors, optimizerState: this.fedAdam.serialize() };
+      }
     }
   }
 
@@ -301,6 +316,25 @@ export class RoundScheduler implements OnApplicationShutdown {
     const mean = training.folds.flushWithResult();
     if (waiting > 1) this.log.debug({ round: training.task.round, updates: waiting }, `${waiting} waiting updates folded in one batched pass`);
     return mean;
+  }
+
+  /**
+   * Returns FedAdam with the moments stored with the current global model
+   * version, or with zero moments at version 0.
+   * @throws Error when the stored state cannot be read or does not fit the model.
+   */
+  private async restoreFedAdam(options: FedAdamOptions): Promise<FedAdam> {
+    const version = this.models.current.version;
+    const stored = await this.models.currentOptimizerState();
+    if (stored === null) {
+      if (version > 0) {
+        // Versions written before the state was stored have none; an uninterrupted run would differ.
+        this.log.warn({ modelVersion: version }, `model version ${version} has no stored FedAdam state: FedAdam continues with zero moments`);
+      }
+      return new FedAdam(this.models.layout, options);
+    }
+    this.log.info({ modelVersion: version, file: stored.path }, `FedAdam moments of model version ${version} restored from ${stored.path}`);
+    return FedAdam.restore(this.models.layout, options, stored.state, stored.path);
   }
 
   private async waitForQuorum(number: number): Promise<void> {
@@ -357,7 +391,7 @@ export class RoundScheduler implements OnApplicationShutdown {
       }
       const payload = await this.updateFiles.readAccepted(row.payloadPath, row.sha256);
       const decoded = decodeWeights(payload);
-      if (accumulator instanceof FedAvgAccumulator) stored.push(new StoredUpdate(row.payloadPath, row.numExamples, this.models.layout, decoded));
+      if (accumulator instanceof FedAvgAccumulator) stored.push(new StoredUpdate(this.updateFiles.acceptedFile(row.payloadPath), row.numExamples, this.models.layout, decoded));
       else accumulator.add(decoded.tensors, row.numExamples);
       accepted.set(row.site, row.sha256);
       if (globalTensors) distances.push(updateDistance(globalTensors, decoded.tensors));
@@ -593,12 +627,13 @@ export class RoundScheduler implements OnApplicationShutdown {
     }
   }
 
+  /** Sends federation:done and logs whether the site acknowledged it. */
   private sendDone(site: string): void {
     const summary = this.summary!;
-    this.sessions.send(site, COORDINATOR_EVENTS.done, {
-      experiment: summary.experiment,
-      rounds: summary.rounds,
-      finalModelVersion: summary.finalModelVersion,
+    const done = { experiment: summary.experiment, rounds: summary.rounds, finalModelVersion: summary.finalModelVersion };
+    void this.sessions.sendDone(site, done, DONE_ACK_TIMEOUT_MS).then((acknowledged) => {
+      if (acknowledged) this.log.info({ site }, `site ${site} acknowledged federation:done`);
+      else this.log.warn({ site }, `site ${site} did not acknowledge federation:done within ${DONE_ACK_TIMEOUT_MS} ms; it receives it again after its next site:hello`);
     });
   }
 
@@ -787,7 +822,7 @@ export class RoundScheduler implements OnApplicationShutdown {
     // A FedAvg update waits on disk until the commits queued behind it are
     // done (see acknowledgeWhenFolded); its decoded tensors are dropped here.
     let folded: Promise<void> | null = null;
-    if (training.folds) folded = training.folds.push(new StoredUpdate(path, numExamples, this.models.layout, decoded));
+    if (training.folds) folded = training.folds.push(new StoredUpdate(this.updateFiles.acceptedFile(path), numExamples, this.models.layout, decoded));
     else training.accumulator.add(decoded.tensors, numExamples);
     training.accepted.set(site, sha256);
     training.rejected.delete(site);

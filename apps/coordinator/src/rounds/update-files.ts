@@ -2,18 +2,23 @@ import { createHash, type Hash } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ProtocolError, type PayloadRef } from '@covnet/protocol';
+import { resolveStoredPath, toStoredPath } from '../persistence/stored-paths';
 
 /**
  * Files of the updates of one experiment, under `<data dir>/updates/<experiment>/`:
  * `uploads/<upload id>.part` while chunks arrive, then
  * `round-<N>/<site>-<sha256>.cvnw` once the update is accepted. An accepted
  * update stays on disk until its round's checkpoint is recorded, so a
- * restarted coordinator can rebuild the round's FedAvg sum.
+ * restarted coordinator can rebuild the round's FedAvg sum. The database
+ * stores the path of an accepted update relative to the data dir.
  */
 export class UpdateFiles {
   private readonly root: string;
 
-  constructor(dataDir: string, experiment: string) {
+  constructor(
+    private readonly dataDir: string,
+    experiment: string,
+  ) {
     this.root = join(dataDir, 'updates', experiment);
   }
 
@@ -36,26 +41,39 @@ export class UpdateFiles {
   /**
    * Moves a verified upload to its accepted path. The file was fsynced by
    * `UploadFile.finish`; the directory is fsynced here so that the rename
-   * survives a crash before the update is acknowledged.
+   * survives a crash before the update is acknowledged. Returns the path to
+   * store, relative to the data dir.
    */
   async accept(upload: UploadFile, round: number, site: string): Promise<string> {
     const path = this.acceptedPath(round, site, upload.ref.sha256);
     await mkdir(dirname(path), { recursive: true });
     await rename(upload.path, path);
     await syncDirectory(dirname(path));
-    return path;
+    return toStoredPath(this.dataDir, path);
   }
 
-  /** Reads an accepted update and checks it against the SHA-256 recorded with it. */
-  async readAccepted(path: string, sha256: string): Promise<Buffer> {
+  /**
+   * Reads an accepted update from its stored path and checks it against the SHA-256 recorded with it.
+   * @throws StoredPathError when the stored path leads outside the data dir.
+   */
+  async readAccepted(stored: string, sha256: string): Promise<Buffer> {
+    const path = resolveStoredPath(this.dataDir, stored, `stored update with SHA-256 ${sha256}`);
     const data = await readFile(path);
     const actual = createHash('sha256').update(data).digest('hex');
     if (actual !== sha256) throw new Error(`stored update ${path} has SHA-256 ${actual}, the database records ${sha256}`);
     return data;
   }
 
-  async removeAccepted(path: string): Promise<void> {
-    await rm(path, { force: true });
+  /**
+   * Returns the file of an accepted update from its stored path, for reading it back later.
+   * @throws StoredPathError when the stored path leads outside the data dir.
+   */
+  acceptedFile(stored: string): string {
+    return resolveStoredPath(this.dataDir, stored, 'stored update');
+  }
+
+  async removeAccepted(stored: string): Promise<void> {
+    await rm(resolveStoredPath(this.dataDir, stored, 'stored update'), { force: true });
   }
 
   /** Deletes the accepted updates of `round`, once its checkpoint is recorded. */

@@ -32,8 +32,13 @@ export interface Fixture {
   coordinator: RunningCoordinator;
   baseUrl: string;
   initialPayload: Buffer;
-  /** Closes the coordinator and starts a new one on the same data dir and database; `coordinator` and `baseUrl` change. */
-  restart(): Promise<void>;
+  /**
+   * Closes the coordinator and starts a new one on the same database; `coordinator` and `baseUrl` change.
+   * With `dataDir`, the new one runs on that folder (a moved or copied data dir): every
+   * flag that named a file in the old data dir names the same file in the new one.
+   * With `experiment`, the new one runs that experiment instead of `test`.
+   */
+  restart(options?: { dataDir?: string; logger?: Logger; experiment?: string }): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -88,8 +93,7 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
     roundFlags = ['--experiments', consortiumFile];
   }
   await options.beforeStart?.(dataDir);
-  const config = loadConfig(
-    [
+  const args = [
       '--port', '0',
       '--data-dir', dataDir,
       '--sites', sitesFile,
@@ -98,9 +102,9 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
       '--chunk-bytes', String(options.chunkBytes ?? 64),
       ...roundFlags,
       ...(options.args ?? []),
-    ],
-    { LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', COVNET_ADMIN_TOKEN: ADMIN_TOKEN, ...database.env, ...options.env },
-  );
+  ];
+  const env = { LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', COVNET_ADMIN_TOKEN: ADMIN_TOKEN, ...database.env, ...options.env };
+  const config = loadConfig(args, env);
   let coordinator: RunningCoordinator;
   try {
     coordinator = await startCoordinator(config, options.logger);
@@ -116,9 +120,18 @@ export async function startFixture(options: FixtureOptions = {}): Promise<Fixtur
     coordinator,
     baseUrl: `${coordinator.scheme}://127.0.0.1:${coordinator.port}`,
     initialPayload,
-    restart: async () => {
+    restart: async (restartOptions = {}) => {
       await fixture.coordinator.close();
-      fixture.coordinator = await startCoordinator(config);
+      let restartConfig = config;
+      if (restartOptions.dataDir !== undefined || restartOptions.experiment !== undefined) {
+        const newDir = restartOptions.dataDir ?? dataDir;
+        const newArgs = args.map((arg) => (arg.startsWith(dataDir) ? newDir + arg.slice(dataDir.length) : arg));
+        const experimentAt = newArgs.indexOf('--experiment');
+        if (restartOptions.experiment !== undefined && experimentAt >= 0) newArgs[experimentAt + 1] = restartOptions.experiment;
+        restartConfig = loadConfig(newArgs, env);
+        fixture.dataDir = newDir;
+      }
+      fixture.coordinator = await startCoordinator(restartConfig, restartOptions.logger);
       fixture.coordinator.done.catch(() => {});
       fixture.baseUrl = `http://127.0.0.1:${fixture.coordinator.port}`;
     },

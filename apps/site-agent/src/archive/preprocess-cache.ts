@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ModelInput } from '@covnet/imaging';
 import { log } from '../log';
@@ -7,6 +7,9 @@ import { log } from '../log';
 // File layout: MAGIC, a uint32 (little endian) length of the JSON metadata, the metadata, zero
 // padding to a multiple of 4 bytes, then slices x size x size float32 values (little endian).
 const MAGIC = Buffer.from('COVNETIN', 'latin1');
+
+// Temporary name of an entry while `put` writes it: `<key>.bin.<process id>.tmp`.
+const TEMP_FILE = /^[0-9a-f]{64}\.bin\.(\d+)\.tmp$/;
 
 type InputMetadata = Omit<ModelInput, 'data'>;
 
@@ -55,6 +58,27 @@ export class PreprocessCache {
     }
   }
 
+  /**
+   * Deletes the temporary files that an agent killed inside `put` left
+   * behind, and returns their names. Agents on one machine may share the
+   * folder, so a file whose process is still running stays.
+   */
+  async removeStaleTempFiles(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const stale = names.filter((name) => {
+      const match = TEMP_FILE.exec(name);
+      return match !== null && !isRunning(Number(match[1]));
+    });
+    for (const name of stale) await rm(join(this.dir, name), { force: true });
+    return stale.sort();
+  }
+
   private pathOf(key: string): string {
     return join(this.dir, `${key}.bin`);
   }
@@ -83,4 +107,18 @@ function decode(bytes: Buffer): ModelInput {
   const data = new Float32Array(expected);
   new Uint8Array(data.buffer).set(bytes.subarray(dataStart));
   return { ...metadata, data };
+}
+
+/**
+ * Returns whether a process with this id runs. NOTE: an id that the system
+ * gave to a new process counts as running, so that file stays until a later start.
+ */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists but belongs to another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -70,6 +70,10 @@ export class SiteArchive {
     const held = labels.length - exams.length;
     if (held > 0) log.info({ archive: dir, testExams: held }, 'test exams held out of the federation');
     const cache = options.cacheDir === undefined ? undefined : new PreprocessCache(join(options.cacheDir, 'preprocessed'));
+    const removed = (await cache?.removeStaleTempFiles()) ?? [];
+    if (removed.length > 0) {
+      log.warn({ cacheDir: cache!.dir, files: removed }, `removed ${removed.length} temporary files that an interrupted cache write left in ${cache!.dir}`);
+    }
     return new SiteArchive(dir, exams, cache, options.decodeThreads ?? 1);
   }
 

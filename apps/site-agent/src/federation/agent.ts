@@ -135,8 +135,10 @@ export class FederationAgent {
       socket.on(COORDINATOR_EVENTS.evaluateTask, (payload: unknown) => {
         this.enqueue('evaluate', () => this.evaluate(parseEvent('round:evaluate', payload)));
       });
-      socket.on(COORDINATOR_EVENTS.done, (payload: unknown) => {
+      socket.on(COORDINATOR_EVENTS.done, (payload: unknown, ack?: (reply: { ok: true }) => void) => {
         const done = parseEvent('federation:done', payload);
+        // Acknowledged on receipt: a coordinator started with --exit-when-done waits for it before it exits.
+        ack?.({ ok: true });
         log.info({ rounds: done.rounds, finalModelVersion: done.finalModelVersion }, 'federation finished');
         this.queue.finally(() => {
           this.status.connection('finished');

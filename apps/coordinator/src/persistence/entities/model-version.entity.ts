@@ -26,6 +26,17 @@ export class ModelVersionEntity {
   @Column({ name: 'byte_length', type: 'integer' })
   byteLength!: number;
 
+  /**
+   * File of the server optimizer's state after this version (FedAdam's
+   * moments), relative to the data dir. Null for strategies without state, for
+   * version 0, and once the next version's state is recorded.
+   */
+  @Column({ name: 'optimizer_state_path', type: 'text', nullable: true })
+  optimizerStatePath!: string | null;
+
+  @Column({ name: 'optimizer_state_sha256', type: 'varchar', length: 64, nullable: true })
+  optimizerStateSha256!: string | null;
+
   @Column({ name: 'created_at', type: 'varchar', length: 32 })
   createdAt!: string;
 }
