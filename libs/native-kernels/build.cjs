@@ -12,9 +12,16 @@ const here = __dirname;
 const outDir = path.join(here, 'build');
 const target = path.join(outDir, 'covnet_kernels.node');
 const reasonFile = path.join(outDir, 'build-error.txt');
+// Size and SHA-256 of the addon as built. The loader compares them before dlopen, which
+// kills the process with SIGBUS on a truncated library instead of throwing.
+const stampFile = path.join(outDir, 'covnet_kernels.stamp.json');
 
 function fail(reason) {
   fs.mkdirSync(outDir, { recursive: true });
+  // An addon from an earlier build may come from other sources than these, with other entry
+  // points, so a failed build leaves none behind.
+  fs.rmSync(target, { force: true });
+  fs.rmSync(stampFile, { force: true });
   fs.writeFileSync(reasonFile, `${reason}\n`);
   process.stderr.write(`@covnet/native-kernels: not built, COVNet will train on the wasm kernels only: ${reason}\n`);
   process.exit(0);
@@ -26,7 +33,11 @@ function run(compiler, args) {
     fail(`${compiler} could not be started: ${result.error.message}`);
   }
   if (result.status !== 0) {
-    fail(`${compiler} ${args.join(' ')} failed:\n${result.stderr.trim()}`);
+    // The loader reports the first line, so it names the compiler's first error.
+    const stderr = result.stderr.trim();
+    const firstError = stderr.split('\n').find((line) => /error/i.test(line)) ?? stderr.split('\n')[0];
+    const summary = firstError ? firstError.trim() : `exit status ${result.status}, nothing on stderr`;
+    fail(`${compiler} failed: ${summary}\n${compiler} ${args.join(' ')}\n${stderr}`);
   }
 }
 
@@ -54,5 +65,8 @@ objects.push(path.join(outDir, 'addon.o'));
 run(compiler, [...common, '-O2', '-c', 'src/addon.cc', '-o', objects[objects.length - 1]]);
 run(compiler, ['-shared', ...objects, '-o', partial]);
 // Renamed into place, so a build that is interrupted never leaves a half-written addon.
+const built = fs.readFileSync(partial);
+const stamp = { bytes: built.length, sha256: require('node:crypto').createHash('sha256').update(built).digest('hex') };
 fs.renameSync(partial, target);
+fs.writeFileSync(stampFile, `${JSON.stringify(stamp)}\n`);
 process.stderr.write(`@covnet/native-kernels: built ${path.relative(process.cwd(), target)}\n`);

@@ -128,6 +128,72 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
     });
   });
 
+  it('fused relu keeps NaN like cpu', async () => {
+    const c = CASES[0];
+    const x = values(c.xShape, 7);
+    x[0] = Number.NaN;
+    const inputs = { x: { values: x, shape: c.xShape }, filter: { values: values(c.filterShape, 8), shape: c.filterShape } };
+    const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, activation: 'relu' };
+    const reference = await run('cpu', 'FusedConv2D', inputs, attrs);
+    const nanAt = (v: Float32Array): number[] => [...v.keys()].filter((i) => Number.isNaN(v[i]));
+    // The NaN pixel reaches every output channel of the pixels around it.
+    expect(nanAt(reference).length).toBeGreaterThan(0);
+    expect(nanAt(await run('wasm', 'FusedConv2D', inputs, attrs))).toEqual(nanAt(reference));
+  });
+
+  it('empty convolutions match cpu', async () => {
+    const empties: [string, Shape4, Shape4][] = [
+      ['no images', [0, 4, 4, 2], [3, 3, 2, 3]],
+      ['no output channels', [1, 4, 4, 2], [3, 3, 2, 0]],
+      ['no input channels', [1, 4, 4, 0], [3, 3, 0, 3]],
+    ];
+    for (const [name, xShape, filterShape] of empties) {
+      const outputs: Record<string, { shape: number[]; values: number[] }[]> = {};
+      for (const backend of ['cpu', 'wasm']) {
+        await tf.setBackend(backend);
+        const x = tf.tensor4d(values(xShape, 9), xShape);
+        const filter = tf.tensor4d(values(filterShape, 10), filterShape);
+        const y = tf.conv2d(x, filter, 1, 'same');
+        // Half the bias negative, so that relu clips some of it.
+        const bias = tf.tensor1d(values([filterShape[3]], 11));
+        const fused = tf.fused.conv2d({ x, filter, strides: 1, pad: 'same', bias, activation: 'relu' });
+        const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same').sum())([x, filter]);
+        outputs[backend] = [y, fused, dx, dw].map((t) => ({ shape: t.shape, values: Array.from(t.dataSync()) }));
+        tf.dispose([x, filter, y, bias, fused, dx, dw]);
+      }
+      expect(outputs['wasm'], name).toEqual(outputs['cpu']);
+    }
+  });
+
+  it('empty pool gradient and batch norm match cpu', async () => {
+    const outputs: Record<string, { shape: number[]; values: number[] }[]> = {};
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const results = tf.tidy(() => {
+        const x = tf.zeros([0, 4, 4, 3]);
+        const poolGrad = tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, 2, 2, 'same').sum())(x);
+        const fixed = tf.batchNorm(x, tf.zeros([3]), tf.ones([3]), tf.zeros([3]), tf.ones([3]), 1e-3);
+        const training = batchNormalization({}).apply(x, { training: true }) as tf.Tensor;
+        return [poolGrad, fixed, training];
+      });
+      outputs[backend] = results.map((t) => ({ shape: t.shape, values: Array.from(t.dataSync()) }));
+      tf.dispose(results);
+    }
+    expect(outputs['wasm']).toEqual(outputs['cpu']);
+  });
+
+  it('stride near 2^31 reads only padding', () => {
+    // Output row 2 starts 2 * (2^31 - 1) rows down, past the one input row, so only the
+    // first output sees the input, through the filter's first row: 1 * 10.
+    const y = new Float32Array(3);
+    native.kernels!.conv2dForward(Float32Array.of(1), Float32Array.of(10, 20, 30), null, y, Int32Array.from([1, 1, 1, 1, 3, 1, 1, 3, 1, 2 ** 31 - 1, 1, 0, 0]), 0);
+    expect(Array.from(y)).toEqual([10, 0, 0]);
+    // The same window in a max pool: only the first output's gradient reaches the input.
+    const dx = new Float32Array(1);
+    native.kernels!.maxPoolGrad(Float32Array.of(1, 1, 1), Float32Array.of(5), dx, Int32Array.from([1, 1, 1, 1, 3, 1, 3, 1, 2 ** 31 - 1, 1, 0, 0]));
+    expect(Array.from(dx)).toEqual([1]);
+  });
+
   it('falls back to the wasm kernel for an activation it does not fuse', async () => {
     const c = CASES[0];
     const inputs = { x: { values: values(c.xShape, 5), shape: c.xShape }, filter: { values: values(c.filterShape, 6), shape: c.filterShape } };

@@ -102,10 +102,11 @@ void maxPoolGrad(const PoolShape& s, const float* dy, const float* x, float* dx)
         std::fill(best.begin(), best.end(), -INFINITY);
         std::fill(where.begin(), where.end(), -1L);
         for (int ky = 0; ky < s.fh; ky++) {
-          const int iy = oy * s.strideH - s.padTop + ky;
+          // In long: a stride near 2^31 times a row index overflows int.
+          const long iy = static_cast<long>(oy) * s.strideH - s.padTop + ky;
           if (iy < 0 || iy >= s.ih) continue;
           for (int kx = 0; kx < s.fw; kx++) {
-            const int ix = ox * s.strideW - s.padLeft + kx;
+            const long ix = static_cast<long>(ox) * s.strideW - s.padLeft + kx;
             if (ix < 0 || ix >= s.iw) continue;
             const long base = ((static_cast<long>(n) * s.ih + iy) * s.iw + ix) * s.c;
             const float* in = x + base;

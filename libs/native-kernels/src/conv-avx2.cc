@@ -185,9 +185,10 @@ void receptiveFields(const ConvShape& s, const float* x, long first, long count,
     const int ox = static_cast<int>(m % s.ow);
     float* out = rows + r * K;
     for (int ky = 0; ky < s.kh; ky++) {
-      const int iy = oy * s.strideH - s.padTop + ky;
+      // In long: a stride near 2^31 times a row index overflows int.
+      const long iy = static_cast<long>(oy) * s.strideH - s.padTop + ky;
       for (int kx = 0; kx < s.kw; kx++, out += s.ic) {
-        const int ix = ox * s.strideW - s.padLeft + kx;
+        const long ix = static_cast<long>(ox) * s.strideW - s.padLeft + kx;
         if (iy < 0 || iy >= s.ih || ix < 0 || ix >= s.iw) {
           std::memset(out, 0, s.ic * sizeof(float));
         } else {
@@ -209,9 +210,10 @@ void addReceptiveFields(const ConvShape& s, const float* rows, long first, long 
     const int ox = static_cast<int>(m % s.ow);
     const float* in = rows + r * K;
     for (int ky = 0; ky < s.kh; ky++) {
-      const int iy = oy * s.strideH - s.padTop + ky;
+      // In long: a stride near 2^31 times a row index overflows int.
+      const long iy = static_cast<long>(oy) * s.strideH - s.padTop + ky;
       for (int kx = 0; kx < s.kw; kx++, in += s.ic) {
-        const int ix = ox * s.strideW - s.padLeft + kx;
+        const long ix = static_cast<long>(ox) * s.strideW - s.padLeft + kx;
         if (iy < 0 || iy >= s.ih || ix < 0 || ix >= s.iw) continue;
         float* target = dx + ((n * s.ih + iy) * s.iw + ix) * s.ic;
         for (int c = 0; c < s.ic; c++) target[c] += in[c];
@@ -299,7 +301,8 @@ void conv2dForward(const ConvShape& s, const float* x, const float* w, const flo
       for (int c = 0; c < s.oc; c++) row[c] += bias[c];
     }
     if (act == Activation::Relu) {
-      for (int c = 0; c < s.oc; c++) row[c] = row[c] > 0.0f ? row[c] : 0.0f;
+      // NaN stays NaN, as in tfjs's relu, so a diverging model shows up in its loss.
+      for (int c = 0; c < s.oc; c++) row[c] = row[c] < 0.0f ? 0.0f : row[c];
     }
   }
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -71,6 +72,10 @@ function load(): NativeKernelsLoad {
     const why = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n')[0] : 'the install step did not run (run `npm rebuild @covnet/native-kernels`)';
     return { kernels: null, reason: `they were not built: ${why}` };
   }
+  const mismatch = stampMismatch(addon);
+  if (mismatch !== null) {
+    return { kernels: null, reason: `${addon} ${mismatch} (run \`npm rebuild @covnet/native-kernels\`)` };
+  }
   let loaded: NativeKernels & { unsupportedReason: string | null };
   try {
     loaded = require(addon) as typeof loaded;
@@ -81,4 +86,30 @@ function load(): NativeKernelsLoad {
     return { kernels: null, reason: loaded.unsupportedReason };
   }
   return { kernels: loaded };
+}
+
+/**
+ * Compares the addon with the size and SHA-256 that the build recorded, and returns what
+ * differs, or null. dlopen of a truncated library kills the process with SIGBUS, which no
+ * try/catch can turn into a fallback.
+ */
+function stampMismatch(addon: string): string | null {
+  const stampFile = path.join(BUILD_DIR, 'covnet_kernels.stamp.json');
+  if (!existsSync(stampFile)) {
+    return `has no ${path.basename(stampFile)} from the build that wrote it`;
+  }
+  let stamp: { bytes?: unknown; sha256?: unknown };
+  try {
+    stamp = JSON.parse(readFileSync(stampFile, 'utf8')) as typeof stamp;
+  } catch (err) {
+    return `has an unreadable ${path.basename(stampFile)}: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  const bytes = readFileSync(addon);
+  if (bytes.length !== stamp.bytes) {
+    return `is ${bytes.length} bytes, but the build wrote ${String(stamp.bytes)}: it is truncated or was replaced`;
+  }
+  if (createHash('sha256').update(bytes).digest('hex') !== stamp.sha256) {
+    return 'differs from what the build wrote (its SHA-256 does not match): it is damaged or was replaced';
+  }
+  return null;
 }

@@ -34,7 +34,8 @@ class FusedBatchNormalization extends BatchNormalization {
     const layer = this as unknown as BatchNormFields;
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
     const lastAxis = layer.axis === -1 || layer.axis === x.rank - 1;
-    if (kwargs['training'] !== true || !lastAxis || !layer.center || !layer.scale || !hasFusedTrainingBatchNorm()) {
+    // An empty batch goes to the stock code too: the native kernel takes positive extents only.
+    if (kwargs['training'] !== true || !lastAxis || x.size === 0 || !layer.center || !layer.scale || !hasFusedTrainingBatchNorm()) {
       return super.call(inputs, kwargs);
     }
     return tf.tidy(() => {

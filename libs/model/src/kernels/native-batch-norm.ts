@@ -69,8 +69,9 @@ export function nativeBatchNormKernelConfigs(native: NativeKernels): tf.KernelCo
     const { varianceEpsilon } = args.attrs as { varianceEpsilon: number };
     const channels = x.shape[x.shape.length - 1];
     const perChannel = (t: tf.TensorInfo | undefined): boolean => t === undefined || (tf.util.sizeFromShape(t.shape) === channels && t.dtype === 'float32');
-    // Statistics that broadcast in any other way go to the stock kernel.
-    if (x.dtype !== 'float32' || !(varianceEpsilon > 0) || ![mean, variance, offset, scale].every(perChannel)) {
+    // Statistics that broadcast in any other way, and empty tensors (the native kernel takes
+    // positive extents only), go to the stock kernel.
+    if (x.dtype !== 'float32' || tf.util.sizeFromShape(x.shape) === 0 || !(varianceEpsilon > 0) || ![mean, variance, offset, scale].every(perChannel)) {
       return stock.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
     }
     const y = backend.makeOutput(x.shape, 'float32');

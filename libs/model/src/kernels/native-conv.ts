@@ -41,6 +41,35 @@ function shapeOf(info: tf.backend_util.Conv2DInfo): Int32Array {
   ]);
 }
 
+// The native kernels take positive extents only; wasm's own kernels handle empty tensors.
+function hasEmptyExtent(info: tf.backend_util.Conv2DInfo): boolean {
+  return [info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels].includes(0);
+}
+
+// The gradient of a convolution with an empty input or output: nothing flows, so all zeros.
+// wasm's own filter gradient leaves whatever the heap held in its output when the batch is
+// empty, so it is no fallback here.
+function zeros(backend: BackendWasm, shape: number[]): tf.TensorInfo {
+  const out = backend.makeOutput(shape, 'float32');
+  heap(backend, out).fill(0);
+  return out;
+}
+
+// A convolution with an empty input or output: each output value, if there are any (no
+// input channels), is the activation of its bias. wasm's own kernels leave whatever the
+// heap held in such an output, so they are no fallback here.
+function emptyForward(backend: BackendWasm, info: tf.backend_util.Conv2DInfo, activation: NativeActivation, bias: tf.TensorInfo | undefined): tf.TensorInfo {
+  const out = backend.makeOutput([info.batchSize, info.outHeight, info.outWidth, info.outChannels], 'float32');
+  const y = heap(backend, out);
+  const b = bias === undefined ? null : heap(backend, bias);
+  for (let i = 0; i < y.length; i++) {
+    const v = b === null ? 0 : b[i % info.outChannels];
+    // NaN stays NaN, as in tfjs's relu.
+    y[i] = activation === NativeActivation.Relu && v < 0 ? 0 : v;
+  }
+  return out;
+}
+
 function heap(backend: BackendWasm, tensor: tf.TensorInfo): Float32Array {
   return backend.typedArrayFromHeap(tensor) as Float32Array;
 }
@@ -82,6 +111,9 @@ export function nativeConvKernelConfigs(native: NativeKernels): tf.KernelConfig[
     if (bias !== undefined && tf.util.sizeFromShape(bias.shape) !== info.outChannels) {
       throw new Error(`FusedConv2D (native): bias has shape [${bias.shape}] for ${info.outChannels} output channels.`);
     }
+    if (hasEmptyExtent(info)) {
+      return emptyForward(backend, info, activation, bias);
+    }
     // The output is allocated before any heap view is taken: growing the heap detaches them.
     const out = backend.makeOutput([info.batchSize, info.outHeight, info.outWidth, info.outChannels], 'float32');
     native.conv2dForward(heap(backend, x), heap(backend, filter), bias === undefined ? null : heap(backend, bias), heap(backend, out), shapeOf(info), activation);
@@ -115,6 +147,9 @@ export function nativeConvKernelConfigs(native: NativeKernels): tf.KernelConfig[
     }
     const inputShape = attrs.inputShape as [number, number, number, number];
     const info = tf.backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    if (hasEmptyExtent(info)) {
+      return zeros(backend, inputShape);
+    }
     if (dy.shape[1] !== info.outHeight || dy.shape[2] !== info.outWidth || dy.shape[3] !== info.outChannels) {
       throw new Error(`Conv2DBackpropInput (native): dy has shape [${dy.shape}], expected [${info.batchSize}, ${info.outHeight}, ${info.outWidth}, ${info.outChannels}].`);
     }
@@ -131,6 +166,9 @@ export function nativeConvKernelConfigs(native: NativeKernels): tf.KernelConfig[
       return backpropFilter(args) as tf.TensorInfo;
     }
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    if (hasEmptyExtent(info)) {
+      return zeros(backend, attrs.filterShape);
+    }
     if (dy.shape[1] !== info.outHeight || dy.shape[2] !== info.outWidth || dy.shape[3] !== info.outChannels) {
       throw new Error(`Conv2DBackpropFilter (native): dy has shape [${dy.shape}], expected [${info.batchSize}, ${info.outHeight}, ${info.outWidth}, ${info.outChannels}].`);
     }

@@ -18,7 +18,8 @@ export function nativeMaxPoolGradConfig(native: NativeKernels): tf.KernelConfig 
     const backend = args.backend as BackendWasm;
     const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
     const attrs = args.attrs as unknown as tf.MaxPoolGradAttrs;
-    if (input.shape.length !== 4 || input.dtype !== 'float32') {
+    // The native kernel takes positive extents only; wasm's own handles empty tensors.
+    if (input.shape.length !== 4 || input.dtype !== 'float32' || tf.util.sizeFromShape(input.shape) === 0 || tf.util.sizeFromShape(dy.shape) === 0) {
       return stock.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
     }
     const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], attrs.filterSize, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
