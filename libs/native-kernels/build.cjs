@@ -57,7 +57,7 @@ const common = ['-std=c++17', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra'
 const partial = path.join(outDir, `covnet_kernels.${process.pid}.tmp`);
 // Only the kernel files are compiled for AVX2 and FMA; the entry points check the CPU first.
 const objects = [];
-for (const source of ['conv-avx2', 'batch-norm']) {
+for (const source of ['conv-avx2', 'batch-norm', 'adam']) {
   objects.push(path.join(outDir, `${source}.o`));
   run(compiler, [...common, '-O3', '-mavx2', '-mfma', '-fno-math-errno', '-c', `src/${source}.cc`, '-o', objects[objects.length - 1]]);
 }

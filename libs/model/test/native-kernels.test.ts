@@ -4,6 +4,7 @@ import { loadNativeKernels } from '@covnet/native-kernels';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src';
 import { batchNormalization } from '../src/covnet/batch-norm-layer';
+import { createAdam } from '../src/covnet/fused-adam';
 import { maxAbs, maxAbsDifference, pseudoRandomValues } from './helpers';
 
 type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
@@ -216,6 +217,61 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
     expect(() => native.kernels!.batchNormTraining(2 ** 40, 4, 1e-3, four(), four(), four(), four(), four(), four())).toThrow(/rows times channels/);
     const hugePool = Int32Array.from([65536, 65536, 65536, 65536, 1, 1, 1, 1, 1, 1, 0, 0]);
     expect(() => native.kernels!.maxPoolGrad(four(), four(), four(), hugePool)).toThrow(/more than 2\^31 - 1 values/);
+  });
+
+  describe('Adam', () => {
+    const shapes = [[3, 5], [7]];
+    const initial = shapes.map((shape, i) => values(shape, 50 + i));
+    const gradientsOf = (step: number) => shapes.map((shape, i) => values(shape, 60 + 10 * step + i).map((g) => g * (step + 1)));
+
+    /** Weights after three steps of createAdam on `backend`. */
+    async function threeSteps(backend: string, kind: 'fused' | 'tfjs'): Promise<Float32Array[]> {
+      await tf.setBackend(backend);
+      const variables = shapes.map((shape, i) => tf.variable(tf.tensor(initial[i], shape), true, `adam_${backend}_${kind}_${i}`));
+      const optimizer = kind === 'fused' ? createAdam(0.01) : tf.train.adam(0.01);
+      for (let step = 0; step < 3; step++) {
+        const gradients = gradientsOf(step);
+        tf.tidy(() => optimizer.applyGradients(Object.fromEntries(variables.map((v, i) => [v.name, tf.tensor(gradients[i], shapes[i])])) as never));
+      }
+      const weights = variables.map((v) => v.dataSync() as Float32Array);
+      optimizer.dispose();
+      tf.dispose(variables);
+      return weights;
+    }
+
+    it('matches tf.train.adam on the cpu backend', async () => {
+      const reference = await threeSteps('cpu', 'tfjs');
+      const fused = await threeSteps('wasm', 'fused');
+      for (let i = 0; i < shapes.length; i++) {
+        expect(maxAbsDifference(fused[i], initial[i])).toBeGreaterThan(0.01);
+        expect(maxAbsDifference(fused[i], reference[i])).toBeLessThan(1e-6);
+      }
+    });
+
+    it('matches the Adam formulas in float64', async () => {
+      const fused = await threeSteps('wasm', 'fused');
+      for (let i = 0; i < shapes.length; i++) {
+        const w = Float64Array.from(initial[i]);
+        const m = new Float64Array(w.length);
+        const v = new Float64Array(w.length);
+        for (let step = 0; step < 3; step++) {
+          const g = gradientsOf(step)[i];
+          for (let k = 0; k < w.length; k++) {
+            m[k] = 0.9 * m[k] + 0.1 * g[k];
+            v[k] = 0.999 * v[k] + 0.001 * g[k] * g[k];
+            w[k] -= (0.01 * (m[k] / (1 - 0.9 ** (step + 1)))) / (Math.sqrt(v[k] / (1 - 0.999 ** (step + 1))) + 1e-7);
+          }
+        }
+        expect(maxAbsDifference(fused[i], w)).toBeLessThan(1e-6);
+      }
+    });
+
+    it('is used where the kernel is registered', async () => {
+      await tf.setBackend('wasm');
+      const optimizer = createAdam(0.01);
+      expect(optimizer).not.toBeInstanceOf(tf.AdamOptimizer);
+      optimizer.dispose();
+    });
   });
 
   describe('MaxPoolGrad', () => {

@@ -4,10 +4,12 @@
 #include <node_api.h>
 
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <string>
 
+#include "adam.h"
 #include "batch-norm.h"
 #include "conv-avx2.h"
 
@@ -287,6 +289,44 @@ napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
   return guarded(env, [&] { covnet::maxPoolGrad(s, dy.data, x.data, dx.data); });
 }
 
+napi_value AdamStep(napi_env env, napi_callback_info info) {
+  size_t argc = 13;
+  napi_value argv[13];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc != 13) {
+    napi_throw_type_error(env, nullptr, "adamStep(w, m, v, g, wOut, mOut, vOut, rate, beta1, beta2, epsilon, correction1, correction2) takes 13 arguments");
+    return nullptr;
+  }
+  Floats arrays[7];
+  const char* names[7] = {"w", "m", "v", "g", "wOut", "mOut", "vOut"};
+  for (int i = 0; i < 7; i++) {
+    if (!getFloats(env, argv[i], names[i], arrays[i])) return nullptr;
+  }
+  const size_t count = arrays[0].length;
+  for (int i = 1; i < 7; i++) {
+    if (arrays[i].length != count) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (std::string(names[i]) + " holds " + std::to_string(arrays[i].length) + " values, w holds " + std::to_string(count)).c_str());
+      return nullptr;
+    }
+  }
+  double numbers[6];
+  for (int i = 0; i < 6; i++) {
+    if (napi_get_value_double(env, argv[7 + i], &numbers[i]) != napi_ok || !std::isfinite(numbers[i])) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "rate, beta1, beta2, epsilon and the corrections must be finite numbers");
+      return nullptr;
+    }
+  }
+  if (!(numbers[5] > 0) || !(numbers[4] > 0)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the bias corrections must be positive");
+    return nullptr;
+  }
+  return guarded(env, [&] {
+    covnet::adamStep(static_cast<long>(count), arrays[0].data, arrays[1].data, arrays[2].data, arrays[3].data, static_cast<float>(numbers[0]), static_cast<float>(numbers[1]),
+                     static_cast<float>(numbers[2]), static_cast<float>(numbers[3]), static_cast<float>(numbers[4]), static_cast<float>(numbers[5]), arrays[4].data, arrays[5].data,
+                     arrays[6].data);
+  });
+}
+
 napi_value Unsupported(napi_env env, napi_callback_info) {
   napi_throw_error(env, "ERR_NATIVE_KERNEL", "this CPU lacks AVX2 or FMA");
   return nullptr;
@@ -309,6 +349,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"batchNormTrainingGrad", nullptr, ok ? BatchNormTrainingGrad : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"batchNormInference", nullptr, ok ? BatchNormInference : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"maxPoolGrad", nullptr, ok ? MaxPoolGrad : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adamStep", nullptr, ok ? AdamStep : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

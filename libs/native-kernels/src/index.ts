@@ -35,6 +35,22 @@ export interface NativeKernels {
    * filterHeight, filterWidth, strideHeight, strideWidth, padTop, padLeft].
    */
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, shape: Int32Array): void;
+  /** One Adam step: writes new weights and moments; corrections are 1 - beta^t. */
+  adamStep(
+    w: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    g: Float32Array,
+    wOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+    rate: number,
+    beta1: number,
+    beta2: number,
+    epsilon: number,
+    correction1: number,
+    correction2: number,
+  ): void;
 }
 
 /** What conv2dForward applies after the bias: 0 nothing, 1 relu. */

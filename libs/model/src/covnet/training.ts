@@ -6,6 +6,7 @@ import { clipByGlobalNorm } from './gradient-clipping';
 import { seededRandom, shuffledIndices } from './random';
 import { examLogits, sliceFeatureModel } from './sub-models';
 import type { GradientWorkerPool } from '../parallel/gradient-pool';
+import { createAdam, type StepOptimizer } from './fused-adam';
 
 export interface TrainHyperParameters {
   /** Maximum number of passes over the exams; early stopping may end training sooner. */
@@ -140,7 +141,7 @@ export async function trainModel(
   const validation = hyper.validationExams ?? [];
   const random = seededRandom(hyper.seed ?? 0);
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const optimizer = tf.train.adam(hyper.learningRate);
+  const optimizer = createAdam(hyper.learningRate);
   // FedProx anchors the proximal term at the weights received for this round.
   const globalWeights = mu > 0 ? variables.map((v) => tf.clone(v)) : [];
   const labels = exams.map((e) => e.label);
@@ -217,7 +218,7 @@ function trainStep(
   globalWeights: tf.Tensor[],
   mu: number,
   hyper: TrainHyperParameters,
-  optimizer: tf.Optimizer,
+  optimizer: StepOptimizer,
 ): number {
   let lossSum = 0;
   const { value, grads } = tf.variableGrads(() => {
@@ -282,7 +283,7 @@ async function recalibrateBatchNorm(
 }
 
 /** Adds weight decay to the gradients, clips them and applies one Adam step. */
-function applyStep(variables: tf.Variable[], objectiveGradients: tf.Tensor[], hyper: TrainHyperParameters, optimizer: tf.Optimizer): void {
+function applyStep(variables: tf.Variable[], objectiveGradients: tf.Tensor[], hyper: TrainHyperParameters, optimizer: StepOptimizer): void {
   tf.tidy(() => {
     let gradients = objectiveGradients;
     const decay = hyper.weightDecay ?? 0;
@@ -310,7 +311,7 @@ async function parallelTrainStep(
   globalWeights: tf.Tensor[],
   mu: number,
   hyper: TrainHyperParameters,
-  optimizer: tf.Optimizer,
+  optimizer: StepOptimizer,
 ): Promise<number> {
   const shares: LabelledExam[][] = Array.from({ length: Math.min(pool.size, batch.length) }, () => []);
   batch.forEach((exam, i) => shares[i % shares.length].push(exam));

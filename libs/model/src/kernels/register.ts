@@ -8,6 +8,7 @@ import { narrowConcatConfig } from './narrow-concat';
 import { nativeBatchNormKernelConfigs } from './native-batch-norm';
 import { nativeConvKernelConfigs } from './native-conv';
 import { nativeMaxPoolGradConfig } from './native-pool';
+import { nativeAdamKernelConfig } from '../covnet/fused-adam';
 import { loadNativeKernels } from '@covnet/native-kernels';
 
 /** Which code computes wasm's convolutions, batch normalisation and max-pool gradient, and why. */
@@ -37,7 +38,7 @@ export function registerWasmGradientKernels(): ConvolutionKernels {
   // The native kernels fall back to the kernels registered above, so they come last.
   const native = loadNativeKernels();
   if (native.kernels !== null) {
-    replaceKernels([...nativeConvKernelConfigs(native.kernels), ...nativeBatchNormKernelConfigs(native.kernels), nativeMaxPoolGradConfig(native.kernels)]);
+    replaceKernels([...nativeConvKernelConfigs(native.kernels), ...nativeBatchNormKernelConfigs(native.kernels), nativeMaxPoolGradConfig(native.kernels), nativeAdamKernelConfig(native.kernels)]);
     registered = { kind: 'native-avx2' };
   } else {
     registered = { kind: 'wasm', reason: native.reason };
