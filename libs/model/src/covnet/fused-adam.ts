@@ -5,7 +5,7 @@ import type { NativeKernels } from '@covnet/native-kernels';
 /** Kernel name of one fused Adam step (wasm backend, native code). */
 export const ADAM_STEP = 'CovnetAdamStep';
 
-/** What local training needs of an optimizer; tf.train.adam's optimizer has it too. */
+/** The part of an optimizer that local training uses, which tf.train.adam's optimizer also has. */
 export interface StepOptimizer {
   applyGradients(gradients: tf.NamedTensorMap): void;
   dispose(): void;
@@ -82,7 +82,7 @@ class FusedAdam implements StepOptimizer {
   }
 }
 
-/** An Adam optimizer: the fused one where the backend has its kernel, else tf.train.adam. */
+/** Creates an Adam optimizer: the fused one where the backend has its kernel, else tf.train.adam. */
 export function createAdam(learningRate: number): StepOptimizer {
   if (tf.getKernel(ADAM_STEP, tf.getBackend()) !== undefined) {
     return new FusedAdam(learningRate);
