@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { fromFloat16Bits, toFloat16Bits } from './float16';
+import { float16Table, toFloat16Bits } from './float16';
 import { ProtocolError } from './errors';
 
 /**
@@ -168,7 +168,8 @@ export function decodeWeights(payload: Uint8Array): DecodedWeights {
     if (manifest.dtype === 'float32') {
       new Uint8Array(data.buffer).set(buf.subarray(offset, offset + n * 4));
     } else {
-      for (let i = 0; i < n; i++) data[i] = fromFloat16Bits(buf.readUInt16LE(offset + 2 * i));
+      const values = float16Table();
+      for (let i = 0; i < n; i++) data[i] = values[buf.readUInt16LE(offset + 2 * i)];
     }
     offset += n * bytesPerValue;
     tensors.push({ name: entry.name, shape: entry.shape, data });

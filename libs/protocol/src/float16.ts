@@ -44,3 +44,18 @@ export function fromFloat16Bits(bits: number): number {
   if (exponent === 0x1f) return mantissa !== 0 ? NaN : sign * Infinity;
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
+
+let table: Float32Array | null = null;
+
+/**
+ * Returns the float32 value of each of the 65,536 float16 bit patterns, built once.
+ * Decoding through it is one lookup per value. Calling fromFloat16Bits per value took about
+ * 3 s for one ResNet-50 update on the coordinator.
+ */
+export function float16Table(): Float32Array {
+  if (table === null) {
+    table = new Float32Array(65_536);
+    for (let bits = 0; bits < 65_536; bits++) table[bits] = fromFloat16Bits(bits);
+  }
+  return table;
+}

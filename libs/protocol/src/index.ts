@@ -3,5 +3,5 @@ export * from './errors';
 export * from './messages';
 export * from './codec';
 export * from './chunks';
-export { toFloat16Bits, fromFloat16Bits } from './float16';
+export { toFloat16Bits, fromFloat16Bits, float16Table } from './float16';
 export * from './histogram';

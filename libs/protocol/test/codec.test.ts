@@ -5,6 +5,7 @@ import {
   decodeWeights,
   describePayload,
   encodeWeights,
+  float16Table,
   fromFloat16Bits,
   sha256Hex,
   sliceChunk,
@@ -133,5 +134,29 @@ describe('chunked transfer', () => {
   it('computes the SHA-256 of a known string', () => {
     // sha256("abc") from FIPS 180-2, appendix B.1.
     expect(sha256Hex(Buffer.from('abc'))).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  });
+});
+
+describe('float16Table', () => {
+  it('matches fromFloat16Bits for every bit pattern', () => {
+    const table = float16Table();
+    expect(table).toHaveLength(65_536);
+    let mismatches = 0;
+    for (let bits = 0; bits < 65_536; bits++) {
+      if (!Object.is(table[bits], Math.fround(fromFloat16Bits(bits)))) mismatches++;
+    }
+    expect(mismatches).toBe(0);
+  });
+
+  it('holds the IEEE values of known patterns', () => {
+    const table = float16Table();
+    // Values from the IEEE 754 binary16 definition.
+    expect(table[0x3c00]).toBe(1);
+    expect(table[0xc000]).toBe(-2);
+    expect(table[0x7bff]).toBe(65504);
+    expect(table[0x0001]).toBe(2 ** -24);
+    expect(Object.is(table[0x8000], -0)).toBe(true);
+    expect(table[0x7c00]).toBe(Infinity);
+    expect(table[0x7e00]).toBeNaN();
   });
 });

@@ -1,18 +1,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { fromFloat16Bits, type DecodedWeights } from '@covnet/protocol';
+import { float16Table, type DecodedWeights } from '@covnet/protocol';
 import { LayoutRanges, layoutMismatch, type ModelLayout, type TiledUpdate } from './fedavg';
 import { TILE_VALUES } from './simd-kernel';
-
-let float16Values: Float32Array | null = null;
-
-/** Returns the float32 value of every float16 bit pattern, as `decodeWeights` converts them. */
-function float16Table(): Float32Array {
-  if (!float16Values) {
-    float16Values = new Float32Array(65_536);
-    for (let bits = 0; bits < 65_536; bits++) float16Values[bits] = fromFloat16Bits(bits);
-  }
-  return float16Values;
-}
 
 /**
  * An accepted update read back tile by tile from its stored weight file, so
