@@ -99,9 +99,10 @@ interface TorchAnchor {
 }
 
 /**
- * The PyTorch anchor (torch_covnet.py beside the shared data, run with the system Python
- * and its two threads): seconds for one 64-slice exam and training slices per second on a
- * 16-slice exam. Undefined, with a message, when the script or torch is missing.
+ * Runs the PyTorch anchor (torch_covnet.py beside the shared data, with the system Python
+ * and two threads) and returns its seconds for one 64-slice exam and its training slices
+ * per second on a 16-slice exam. Returns undefined, with a message, when the script or
+ * torch is missing.
  */
 function measureTorch(): TorchAnchor | undefined {
   const run = spawnSync('/usr/bin/python3', [join(ANCHORS, 'torch_covnet.py'), String(INFER_SLICES)], { encoding: 'utf8', timeout: 1_800_000 });
@@ -131,7 +132,12 @@ export async function benchCovnet() {
   progress(choice.reason);
   // Worker threads are how wasm uses several cores; a native backend has its own threads.
   const workers = choice.rung === 'wasm' ? Math.max(1, cpus().length) : 1;
-  const convolutions = choice.convolutions?.kind === 'native-avx2' ? ', native AVX2 kernels' : choice.rung === 'wasm' ? ", wasm's XNNPACK convolutions" : '';
+  let convolutions = '';
+  if (choice.convolutions?.kind === 'native-avx2') {
+    convolutions = ', native AVX2 kernels';
+  } else if (choice.rung === 'wasm') {
+    convolutions = ", wasm's XNNPACK convolutions";
+  }
   const note = `backend ${choice.rung}${convolutions}, ${workers} worker thread(s)`;
   // The anchor runs first and alone, so both sides see the same machine and load.
   const torch = measureTorch();

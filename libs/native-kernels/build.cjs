@@ -1,9 +1,8 @@
 'use strict';
 // Builds the native convolution kernels at install time with the system's C++ compiler
 // and the headers that ship with Node itself (<node prefix>/include/node), so nothing is
-// downloaded. The kernels are optional: when this build fails, it says why, exits 0, and
-// COVNet keeps training on the wasm kernels. initBackend then logs that the native
-// kernels are missing and why.
+// downloaded. The kernels are optional. When this build fails, it prints the reason and
+// exits 0, and COVNet keeps training on the wasm kernels. initBackend then logs the reason.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');

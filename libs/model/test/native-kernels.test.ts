@@ -18,10 +18,10 @@ interface ConvCase {
   pad: Pad;
 }
 
-// ResNet geometries, odd sizes, asymmetric padding, and sizes that cross the kernels'
-// internal blocks: more than 256 filter rows (one packed panel), more than 96 pixels
-// (one row block), channel counts that are not multiples of 16 (one register tile), and
-// more receptive-field rows than one scratch chunk holds.
+// ResNet geometries, odd sizes and asymmetric padding. Some sizes cross the kernels' internal
+// blocks: more than 256 filter rows (one packed panel), more than 96 pixels (one row block),
+// channel counts that are not multiples of 16 (one register tile), and more receptive-field
+// rows than one scratch chunk has room for.
 const CASES: ConvCase[] = [
   { name: '3x3 stride 1 same', xShape: [2, 9, 9, 3], filterShape: [3, 3, 3, 4], strides: 1, pad: 'same' },
   { name: '3x3 stride 2 same, odd size', xShape: [3, 9, 9, 3], filterShape: [3, 3, 3, 5], strides: 2, pad: 'same' },
@@ -184,8 +184,8 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
   });
 
   it('stride near 2^31 reads only padding', () => {
-    // Output row 2 starts 2 * (2^31 - 1) rows down, past the one input row, so only the
-    // first output sees the input, through the filter's first row: 1 * 10.
+    // Output row 2 starts 2 * (2^31 - 1) rows down, past the one input row. So only the
+    // first output reads the input, through the filter's first row: 1 * 10.
     const y = new Float32Array(3);
     native.kernels!.conv2dForward(Float32Array.of(1), Float32Array.of(10, 20, 30), null, y, Int32Array.from([1, 1, 1, 1, 3, 1, 1, 3, 1, 2 ** 31 - 1, 1, 0, 0]), 0);
     expect(Array.from(y)).toEqual([10, 0, 0]);
@@ -207,6 +207,8 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
     expect(() => native.kernels!.conv2dForward(new Float32Array(31), new Float32Array(54), null, new Float32Array(48), shape, 0)).toThrow(/x holds 31 values, the convolution needs 32/);
     expect(() => native.kernels!.conv2dBackpropFilter(new Float32Array(32), new Float32Array(48), new Float32Array(53), shape)).toThrow(/dw holds 53 values/);
     expect(() => native.kernels!.conv2dForward(new Float32Array(32), new Float32Array(54), null, new Float32Array(48), Int32Array.from([1, 4]), 0)).toThrow(/Int32Array of 13 values/);
+    const backpropInput = native.kernels!.conv2dBackpropInput as unknown as (...args: unknown[]) => void;
+    expect(() => backpropInput(new Float32Array(1))).toThrow(/conv2dBackpropInput\(dy, filter, dx, shape\) takes 4 arguments, not 1/);
   });
 
   it('rejects shapes whose sizes overflow 32 bits', () => {
@@ -340,7 +342,7 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
       return { y, dx, dgamma: grads[gammaVariable.name].dataSync() as Float32Array, dbeta: grads[betaVariable.name].dataSync() as Float32Array, moving };
     }
 
-    /** The textbook formulas in float64: an independent reference. */
+    /** Computes the textbook formulas in float64, as an independent reference. */
     function handReference(channels: number, epsilon: number) {
       const rows = x.length / channels;
       const y = new Float64Array(x.length);
@@ -376,8 +378,8 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
         expect(maxAbs(hand[key]), key).toBeGreaterThan(0);
         expect(maxAbsDifference(fused[key], hand[key]), key).toBeLessThan(2e-5 * Math.max(1, maxAbs(hand[key])));
       }
-      // tfjs's own layer on the cpu backend, in float32 throughout, agrees less closely on
-      // this input with a large mean; its moving statistics follow the same update rule.
+      // tfjs's own layer on the cpu backend computes in float32 throughout, so it agrees less
+      // closely on this input with a large mean. Its moving statistics follow the same rule.
       const stock = await trainingCall('cpu', tf.layers.batchNormalization(args));
       expect(maxAbsDifference(fused.y, stock.y)).toBeLessThan(1e-3);
       expect(maxAbsDifference(fused.moving[0], stock.moving[0])).toBeLessThan(1e-4);

@@ -53,25 +53,42 @@ bool fitsInt32(const int32_t* values, int count) {
   return true;
 }
 
-bool getShape(napi_env env, napi_value value, covnet::ConvShape& s) {
+// Reads a shape of `count` Int32 values whose last two are padding: those may be 0, and
+// every extent and stride before them must be positive.
+bool getGeometry(napi_env env, napi_value value, size_t count, const int32_t*& out) {
   bool isTyped = false;
   napi_is_typedarray(env, value, &isTyped);
   napi_typedarray_type type;
   size_t length = 0;
   void* data = nullptr;
-  if (!isTyped || napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_int32_array || length != 13) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "shape must be an Int32Array of 13 values");
+  if (!isTyped || napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_int32_array || length != count) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", ("shape must be an Int32Array of " + std::to_string(count) + " values").c_str());
     return false;
   }
-  const int32_t* v = static_cast<const int32_t*>(data);
-  s = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]};
-  for (int i = 0; i < 13; i++) {
-    // Padding may be zero, and every extent and stride must be positive.
-    if (i >= 11 ? v[i] < 0 : v[i] <= 0) {
-      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("shape value " + std::to_string(i) + " is " + std::to_string(v[i])).c_str());
+  out = static_cast<const int32_t*>(data);
+  for (size_t i = 0; i < count; i++) {
+    if (i + 2 >= count ? out[i] < 0 : out[i] <= 0) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("shape value " + std::to_string(i) + " is " + std::to_string(out[i])).c_str());
       return false;
     }
   }
+  return true;
+}
+
+// Reads exactly N arguments, or throws a TypeError that shows `usage`.
+template <size_t N>
+bool getArguments(napi_env env, napi_callback_info info, napi_value (&argv)[N], const char* usage) {
+  size_t argc = N;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc == N) return true;
+  napi_throw_type_error(env, nullptr, (std::string(usage) + " takes " + std::to_string(N) + " arguments, not " + std::to_string(argc)).c_str());
+  return false;
+}
+
+bool getShape(napi_env env, napi_value value, covnet::ConvShape& s) {
+  const int32_t* v = nullptr;
+  if (!getGeometry(env, value, 13, v)) return false;
+  s = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]};
   // The kernels index with 32-bit counts, and a product that wrapped around would let a
   // short array pass the length checks.
   const int32_t input[] = {s.n, s.ih, s.iw, s.ic};
@@ -105,15 +122,11 @@ napi_value guarded(napi_env env, Body body) {
 }
 
 napi_value Conv2dForward(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (!getArguments(env, info, argv, "conv2dForward(x, filter, bias, y, shape, activation)")) return nullptr;
   covnet::ConvShape s;
   Floats x, w, y, bias;
-  if (argc != 6 || !getFloats(env, argv[0], "x", x) || !getFloats(env, argv[1], "filter", w) || !getFloats(env, argv[3], "y", y) || !getShape(env, argv[4], s)) {
-    if (argc != 6) napi_throw_type_error(env, nullptr, "conv2dForward(x, filter, bias, y, shape, activation) takes 6 arguments");
-    return nullptr;
-  }
+  if (!getFloats(env, argv[0], "x", x) || !getFloats(env, argv[1], "filter", w) || !getFloats(env, argv[3], "y", y) || !getShape(env, argv[4], s)) return nullptr;
   napi_valuetype biasType;
   napi_typeof(env, argv[2], &biasType);
   if (biasType != napi_null && (!getFloats(env, argv[2], "bias", bias) || !needs(env, bias, "bias", s.oc))) return nullptr;
@@ -127,36 +140,26 @@ napi_value Conv2dForward(napi_env env, napi_callback_info info) {
 }
 
 napi_value Conv2dBackpropInput(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (!getArguments(env, info, argv, "conv2dBackpropInput(dy, filter, dx, shape)")) return nullptr;
   covnet::ConvShape s;
   Floats dy, w, dx;
-  if (argc != 4) {
-    napi_throw_type_error(env, nullptr, "conv2dBackpropInput(dy, filter, dx, shape) takes 4 arguments");
-    return nullptr;
-  }
   if (!getFloats(env, argv[0], "dy", dy) || !getFloats(env, argv[1], "filter", w) || !getFloats(env, argv[2], "dx", dx) || !getShape(env, argv[3], s)) return nullptr;
   if (!needs(env, dy, "dy", outputSize(s)) || !needs(env, w, "filter", filterSize(s)) || !needs(env, dx, "dx", inputSize(s))) return nullptr;
   return guarded(env, [&] { covnet::conv2dBackpropInput(s, dy.data, w.data, dx.data); });
 }
 
 napi_value Conv2dBackpropFilter(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (!getArguments(env, info, argv, "conv2dBackpropFilter(x, dy, dw, shape)")) return nullptr;
   covnet::ConvShape s;
   Floats x, dy, dw;
-  if (argc != 4) {
-    napi_throw_type_error(env, nullptr, "conv2dBackpropFilter(x, dy, dw, shape) takes 4 arguments");
-    return nullptr;
-  }
   if (!getFloats(env, argv[0], "x", x) || !getFloats(env, argv[1], "dy", dy) || !getFloats(env, argv[2], "dw", dw) || !getShape(env, argv[3], s)) return nullptr;
   if (!needs(env, x, "x", inputSize(s)) || !needs(env, dy, "dy", outputSize(s)) || !needs(env, dw, "dw", filterSize(s))) return nullptr;
   return guarded(env, [&] { covnet::conv2dBackpropFilter(s, x.data, dy.data, dw.data); });
 }
 
-// Reads rows and channels (positive integers) and epsilon from argv[first..first+2].
+// Reads rows and channels (positive integers) and epsilon from argv[0], argv[1] and argv[2].
 bool getLayout(napi_env env, napi_value* argv, long& rows, int& channels, float& epsilon) {
   int64_t r = 0;
   int32_t c = 0;
@@ -176,13 +179,8 @@ bool getLayout(napi_env env, napi_value* argv, long& rows, int& channels, float&
 }
 
 napi_value BatchNormTraining(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
   napi_value argv[9];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc != 9) {
-    napi_throw_type_error(env, nullptr, "batchNormTraining(rows, channels, epsilon, x, gamma, beta, y, mean, variance) takes 9 arguments");
-    return nullptr;
-  }
+  if (!getArguments(env, info, argv, "batchNormTraining(rows, channels, epsilon, x, gamma, beta, y, mean, variance)")) return nullptr;
   long rows;
   int channels;
   float epsilon;
@@ -200,13 +198,8 @@ napi_value BatchNormTraining(napi_env env, napi_callback_info info) {
 }
 
 napi_value BatchNormTrainingGrad(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
   napi_value argv[11];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc != 11) {
-    napi_throw_type_error(env, nullptr, "batchNormTrainingGrad(rows, channels, epsilon, dy, x, gamma, mean, variance, dx, dgamma, dbeta) takes 11 arguments");
-    return nullptr;
-  }
+  if (!getArguments(env, info, argv, "batchNormTrainingGrad(rows, channels, epsilon, dy, x, gamma, mean, variance, dx, dgamma, dbeta)")) return nullptr;
   long rows;
   int channels;
   float epsilon;
@@ -225,13 +218,8 @@ napi_value BatchNormTrainingGrad(napi_env env, napi_callback_info info) {
 }
 
 napi_value BatchNormInference(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
   napi_value argv[9];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc != 9) {
-    napi_throw_type_error(env, nullptr, "batchNormInference(rows, channels, epsilon, x, mean, variance, offset, scale, y) takes 9 arguments");
-    return nullptr;
-  }
+  if (!getArguments(env, info, argv, "batchNormInference(rows, channels, epsilon, x, mean, variance, offset, scale, y)")) return nullptr;
   long rows;
   int channels;
   float epsilon;
@@ -251,31 +239,13 @@ napi_value BatchNormInference(napi_env env, napi_callback_info info) {
 }
 
 napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc != 4) {
-    napi_throw_type_error(env, nullptr, "maxPoolGrad(dy, x, dx, shape) takes 4 arguments");
-    return nullptr;
-  }
+  if (!getArguments(env, info, argv, "maxPoolGrad(dy, x, dx, shape)")) return nullptr;
   Floats dy, x, dx;
   if (!getFloats(env, argv[0], "dy", dy) || !getFloats(env, argv[1], "x", x) || !getFloats(env, argv[2], "dx", dx)) return nullptr;
-  bool isTyped = false;
-  napi_is_typedarray(env, argv[3], &isTyped);
-  napi_typedarray_type type;
-  size_t length = 0;
-  void* data = nullptr;
-  if (!isTyped || napi_get_typedarray_info(env, argv[3], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_int32_array || length != 12) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "shape must be an Int32Array of 12 values");
-    return nullptr;
-  }
-  const int32_t* v = static_cast<const int32_t*>(data);
-  for (int i = 0; i < 12; i++) {
-    if (i >= 10 ? v[i] < 0 : v[i] <= 0) {
-      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("shape value " + std::to_string(i) + " is " + std::to_string(v[i])).c_str());
-      return nullptr;
-    }
-  }
+
+  const int32_t* v = nullptr;
+  if (!getGeometry(env, argv[3], 12, v)) return nullptr;
   const covnet::PoolShape s{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]};
   const int32_t input[] = {s.n, s.ih, s.iw, s.c};
   const int32_t output[] = {s.n, s.oh, s.ow, s.c};
@@ -283,6 +253,7 @@ napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the input or output of this max pool has more than 2^31 - 1 values");
     return nullptr;
   }
+
   const size_t inputSize = static_cast<size_t>(s.n) * s.ih * s.iw * s.c;
   const size_t outputSize = static_cast<size_t>(s.n) * s.oh * s.ow * s.c;
   if (!needs(env, dy, "dy", outputSize) || !needs(env, x, "x", inputSize) || !needs(env, dx, "dx", inputSize)) return nullptr;
@@ -290,13 +261,8 @@ napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
 }
 
 napi_value AdamStep(napi_env env, napi_callback_info info) {
-  size_t argc = 13;
   napi_value argv[13];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc != 13) {
-    napi_throw_type_error(env, nullptr, "adamStep(w, m, v, g, wOut, mOut, vOut, rate, beta1, beta2, epsilon, correction1, correction2) takes 13 arguments");
-    return nullptr;
-  }
+  if (!getArguments(env, info, argv, "adamStep(w, m, v, g, wOut, mOut, vOut, rate, beta1, beta2, epsilon, correction1, correction2)")) return nullptr;
   Floats arrays[7];
   const char* names[7] = {"w", "m", "v", "g", "wOut", "mOut", "vOut"};
   for (int i = 0; i < 7; i++) {
@@ -309,6 +275,7 @@ napi_value AdamStep(napi_env env, napi_callback_info info) {
       return nullptr;
     }
   }
+
   double numbers[6];
   for (int i = 0; i < 6; i++) {
     if (napi_get_value_double(env, argv[7 + i], &numbers[i]) != napi_ok || !std::isfinite(numbers[i])) {

@@ -53,7 +53,7 @@ export interface NativeKernels {
   ): void;
 }
 
-/** What conv2dForward applies after the bias: 0 nothing, 1 relu. */
+/** Activation codes of conv2dForward, applied after the bias: 0 none, 1 relu. */
 export const NativeActivation = { Linear: 0, Relu: 1 } as const;
 export type NativeActivation = (typeof NativeActivation)[keyof typeof NativeActivation];
 
@@ -67,7 +67,7 @@ export const DISABLE_VARIABLE = 'COVNET_NATIVE_KERNELS';
 let cached: NativeKernelsLoad | undefined;
 
 /**
- * Loads the native kernels once per thread, or says why they cannot be used: the install
+ * Loads the native kernels once per thread, or returns why they cannot be used: the install
  * step did not build them (and why, from its log), the CPU lacks AVX2 or FMA, or
  * COVNET_NATIVE_KERNELS=0 turns them off.
  */

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { NativeKernels } from '@covnet/native-kernels';
+import { heapFloats } from '../kernels/wrap-input';
 
 /** Kernel name of one fused Adam step (wasm backend, native code). */
 export const ADAM_STEP = 'CovnetAdamStep';
@@ -20,7 +21,7 @@ export function nativeAdamKernelConfig(native: NativeKernels): tf.KernelConfig {
     const { rate, beta1, beta2, epsilon, correction1, correction2 } = args.attrs as Record<string, number>;
     // Outputs first: allocating may grow the heap, which detaches earlier views.
     const outputs = [w, m, v].map((t) => backend.makeOutput(t.shape, 'float32'));
-    const view = (t: tf.TensorInfo): Float32Array => backend.typedArrayFromHeap(t) as Float32Array;
+    const view = (t: tf.TensorInfo): Float32Array => heapFloats(backend, t);
     native.adamStep(view(w), view(m), view(v), view(g), view(outputs[0]), view(outputs[1]), view(outputs[2]), rate, beta1, beta2, epsilon, correction1, correction2);
     return outputs;
   };

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { heapFloats } from './wrap-input';
 import type { NativeKernels } from '@covnet/native-kernels';
 
 /** Kernel names of the fused training-mode batch normalisation (wasm backend, native code). */
@@ -8,9 +9,6 @@ export const BATCH_NORM_TRAINING_GRAD = 'CovnetBatchNormTrainingGrad';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 
-function heap(backend: BackendWasm, tensor: tf.TensorInfo): Float32Array {
-  return backend.typedArrayFromHeap(tensor) as Float32Array;
-}
 
 function layout(x: tf.TensorInfo, gamma: tf.TensorInfo, kernel: string): { rows: number; channels: number } {
   const channels = x.shape[x.shape.length - 1];
@@ -20,7 +18,7 @@ function layout(x: tf.TensorInfo, gamma: tf.TensorInfo, kernel: string): { rows:
   return { rows: tf.util.sizeFromShape(x.shape) / channels, channels };
 }
 
-/** The two kernels, computed by `native` on the wasm heap. */
+/** Returns the kernel configs of batch normalisation, computed by `native` on the wasm heap. */
 export function nativeBatchNormKernelConfigs(native: NativeKernels): tf.KernelConfig[] {
   const forward = (args: KernelArgs): tf.TensorInfo[] => {
     const backend = args.backend as BackendWasm;
@@ -31,7 +29,7 @@ export function nativeBatchNormKernelConfigs(native: NativeKernels): tf.KernelCo
     const y = backend.makeOutput(x.shape, 'float32');
     const mean = backend.makeOutput([channels], 'float32');
     const variance = backend.makeOutput([channels], 'float32');
-    native.batchNormTraining(rows, channels, epsilon, heap(backend, x), heap(backend, gamma), heap(backend, beta), heap(backend, y), heap(backend, mean), heap(backend, variance));
+    native.batchNormTraining(rows, channels, epsilon, heapFloats(backend, x), heapFloats(backend, gamma), heapFloats(backend, beta), heapFloats(backend, y), heapFloats(backend, mean), heapFloats(backend, variance));
     return [y, mean, variance];
   };
   const backward = (args: KernelArgs): tf.TensorInfo[] => {
@@ -46,14 +44,14 @@ export function nativeBatchNormKernelConfigs(native: NativeKernels): tf.KernelCo
       rows,
       channels,
       epsilon,
-      heap(backend, dy),
-      heap(backend, x),
-      heap(backend, gamma),
-      heap(backend, mean),
-      heap(backend, variance),
-      heap(backend, dx),
-      heap(backend, dgamma),
-      heap(backend, dbeta),
+      heapFloats(backend, dy),
+      heapFloats(backend, x),
+      heapFloats(backend, gamma),
+      heapFloats(backend, mean),
+      heapFloats(backend, variance),
+      heapFloats(backend, dx),
+      heapFloats(backend, dgamma),
+      heapFloats(backend, dbeta),
     );
     return [dx, dgamma, dbeta];
   };
@@ -79,12 +77,12 @@ export function nativeBatchNormKernelConfigs(native: NativeKernels): tf.KernelCo
       tf.util.sizeFromShape(x.shape) / channels,
       channels,
       varianceEpsilon,
-      heap(backend, x),
-      heap(backend, mean),
-      heap(backend, variance),
-      offset === undefined ? null : heap(backend, offset),
-      scale === undefined ? null : heap(backend, scale),
-      heap(backend, y),
+      heapFloats(backend, x),
+      heapFloats(backend, mean),
+      heapFloats(backend, variance),
+      offset === undefined ? null : heapFloats(backend, offset),
+      scale === undefined ? null : heapFloats(backend, scale),
+      heapFloats(backend, y),
     );
     return y;
   };
@@ -95,7 +93,7 @@ export function nativeBatchNormKernelConfigs(native: NativeKernels): tf.KernelCo
   ];
 }
 
-/** Whether the active backend has the fused kernels. */
+/** Returns whether the active backend has the fused kernels. */
 export function hasFusedTrainingBatchNorm(): boolean {
   const backend = tf.getBackend();
   return tf.getKernel(BATCH_NORM_TRAINING, backend) !== undefined && tf.getKernel(BATCH_NORM_TRAINING_GRAD, backend) !== undefined;

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { heapFloats } from './wrap-input';
 import { NativeActivation, type NativeKernels } from '@covnet/native-kernels';
 
 /**
@@ -51,7 +52,7 @@ function hasEmptyExtent(info: tf.backend_util.Conv2DInfo): boolean {
 // empty, so it is no fallback here.
 function zeros(backend: BackendWasm, shape: number[]): tf.TensorInfo {
   const out = backend.makeOutput(shape, 'float32');
-  heap(backend, out).fill(0);
+  heapFloats(backend, out).fill(0);
   return out;
 }
 
@@ -60,8 +61,8 @@ function zeros(backend: BackendWasm, shape: number[]): tf.TensorInfo {
 // heap held in such an output, so they are no fallback here.
 function emptyForward(backend: BackendWasm, info: tf.backend_util.Conv2DInfo, activation: NativeActivation, bias: tf.TensorInfo | undefined): tf.TensorInfo {
   const out = backend.makeOutput([info.batchSize, info.outHeight, info.outWidth, info.outChannels], 'float32');
-  const y = heap(backend, out);
-  const b = bias === undefined ? null : heap(backend, bias);
+  const y = heapFloats(backend, out);
+  const b = bias === undefined ? null : heapFloats(backend, bias);
   for (let i = 0; i < y.length; i++) {
     const v = b === null ? 0 : b[i % info.outChannels];
     // NaN stays NaN, as in tfjs's relu.
@@ -70,9 +71,6 @@ function emptyForward(backend: BackendWasm, info: tf.backend_util.Conv2DInfo, ac
   return out;
 }
 
-function heap(backend: BackendWasm, tensor: tf.TensorInfo): Float32Array {
-  return backend.typedArrayFromHeap(tensor) as Float32Array;
-}
 
 function nhwc(dataFormat: unknown): boolean {
   return dataFormat === undefined || dataFormat === 'NHWC';
@@ -116,7 +114,7 @@ export function nativeConvKernelConfigs(native: NativeKernels): tf.KernelConfig[
     }
     // The output is allocated before any heap view is taken: growing the heap detaches them.
     const out = backend.makeOutput([info.batchSize, info.outHeight, info.outWidth, info.outChannels], 'float32');
-    native.conv2dForward(heap(backend, x), heap(backend, filter), bias === undefined ? null : heap(backend, bias), heap(backend, out), shapeOf(info), activation);
+    native.conv2dForward(heapFloats(backend, x), heapFloats(backend, filter), bias === undefined ? null : heapFloats(backend, bias), heapFloats(backend, out), shapeOf(info), activation);
     return out;
   };
 
@@ -131,7 +129,12 @@ export function nativeConvKernelConfigs(native: NativeKernels): tf.KernelConfig[
   const fusedNative = (args: KernelArgs): tf.TensorInfo => {
     const attrs = args.attrs as unknown as tf.FusedConv2DAttrs;
     const { bias, preluActivationWeights } = args.inputs as { bias?: tf.TensorInfo; preluActivationWeights?: tf.TensorInfo };
-    const activation = attrs.activation === 'relu' ? NativeActivation.Relu : attrs.activation === 'linear' || attrs.activation === undefined ? NativeActivation.Linear : null;
+    let activation: NativeActivation | null = null;
+    if (attrs.activation === 'relu') {
+      activation = NativeActivation.Relu;
+    } else if (attrs.activation === 'linear' || attrs.activation === undefined) {
+      activation = NativeActivation.Linear;
+    }
     if (activation === null || preluActivationWeights !== undefined || !nhwc(attrs.dataFormat) || !undilated(attrs.dilations)) {
       return fused(args) as tf.TensorInfo;
     }
@@ -154,7 +157,7 @@ export function nativeConvKernelConfigs(native: NativeKernels): tf.KernelConfig[
       throw new Error(`Conv2DBackpropInput (native): dy has shape [${dy.shape}], expected [${info.batchSize}, ${info.outHeight}, ${info.outWidth}, ${info.outChannels}].`);
     }
     const out = backend.makeOutput(inputShape, 'float32');
-    native.conv2dBackpropInput(heap(backend, dy), heap(backend, filter), heap(backend, out), shapeOf(info));
+    native.conv2dBackpropInput(heapFloats(backend, dy), heapFloats(backend, filter), heapFloats(backend, out), shapeOf(info));
     return out;
   };
 
@@ -173,7 +176,7 @@ export function nativeConvKernelConfigs(native: NativeKernels): tf.KernelConfig[
       throw new Error(`Conv2DBackpropFilter (native): dy has shape [${dy.shape}], expected [${info.batchSize}, ${info.outHeight}, ${info.outWidth}, ${info.outChannels}].`);
     }
     const out = backend.makeOutput(attrs.filterShape, 'float32');
-    native.conv2dBackpropFilter(heap(backend, x), heap(backend, dy), heap(backend, out), shapeOf(info));
+    native.conv2dBackpropFilter(heapFloats(backend, x), heapFloats(backend, dy), heapFloats(backend, out), shapeOf(info));
     return out;
   };
 

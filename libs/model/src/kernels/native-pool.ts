@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { heapFloats } from './wrap-input';
 import type { NativeKernels } from '@covnet/native-kernels';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -42,9 +43,9 @@ export function nativeMaxPoolGradConfig(native: NativeKernels): tf.KernelConfig 
       info.padInfo.left,
     ]);
     native.maxPoolGrad(
-      backend.typedArrayFromHeap(dy) as Float32Array,
-      backend.typedArrayFromHeap(input) as Float32Array,
-      backend.typedArrayFromHeap(dx) as Float32Array,
+      heapFloats(backend, dy),
+      heapFloats(backend, input),
+      heapFloats(backend, dx),
       shape,
     );
     return dx;

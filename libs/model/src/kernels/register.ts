@@ -11,10 +11,10 @@ import { nativeMaxPoolGradConfig } from './native-pool';
 import { nativeAdamKernelConfig } from '../covnet/fused-adam';
 import { loadNativeKernels } from '@covnet/native-kernels';
 
-/** Which code computes wasm's convolutions, batch normalisation and max-pool gradient, and why. */
+/** The code that computes wasm's convolutions, batch normalisation and max-pool gradient. */
 export interface ConvolutionKernels {
   kind: 'native-avx2' | 'wasm';
-  /** Why the native kernels are not used; absent when they are. */
+  /** The reason the native kernels are not used, absent when they are. */
   reason?: string;
 }
 

@@ -24,3 +24,11 @@ export function handOver(tensor: tf.Tensor, backend: BackendWasm, shape: number[
   tensor.dispose();
   return info;
 }
+
+/**
+ * Returns a view of a float32 tensor's values on the wasm heap. Allocating on the heap may
+ * grow it and detach earlier views, so kernels allocate their outputs first.
+ */
+export function heapFloats(backend: BackendWasm, tensor: tf.TensorInfo): Float32Array {
+  return backend.typedArrayFromHeap(tensor) as Float32Array;
+}
