@@ -52,17 +52,25 @@ if (!fs.existsSync(path.join(headers, 'node_api.h'))) {
 const compiler = process.env.CXX || 'c++';
 fs.mkdirSync(outDir, { recursive: true });
 fs.rmSync(reasonFile, { force: true });
-const common = ['-std=c++17', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', `-I${headers}`];
+const common = ['-std=c++17', '-fPIC', '-fvisibility=hidden', '-pthread', '-Wall', '-Wextra', `-I${headers}`];
 const partial = path.join(outDir, `covnet_kernels.${process.pid}.tmp`);
 // Only the kernel files are compiled for AVX2 and FMA; the entry points check the CPU first.
 const objects = [];
-for (const source of ['conv-avx2', 'batch-norm', 'adam']) {
-  objects.push(path.join(outDir, `${source}.o`));
-  run(compiler, [...common, '-O3', '-mavx2', '-mfma', '-fno-math-errno', '-c', `src/${source}.cc`, '-o', objects[objects.length - 1]]);
+const avx2 = ['-O3', '-mavx2', '-mfma', '-fno-math-errno'];
+// The convolutions are built a second time for AVX-512, which conv-dispatch.cc picks on CPUs that have it.
+const kernels = [
+  ['conv-avx2', 'conv-avx2', avx2],
+  ['conv-avx512', 'conv-avx2', [...avx2, '-mavx512f', '-DCOVNET_AVX512']],
+  ['batch-norm', 'batch-norm', avx2],
+  ['adam', 'adam', avx2],
+  ['conv-dispatch', 'conv-dispatch', ['-O2']],
+  ['addon', 'addon', ['-O2']],
+];
+for (const [object, source, flags] of kernels) {
+  objects.push(path.join(outDir, `${object}.o`));
+  run(compiler, [...common, ...flags, '-c', `src/${source}.cc`, '-o', objects[objects.length - 1]]);
 }
-objects.push(path.join(outDir, 'addon.o'));
-run(compiler, [...common, '-O2', '-c', 'src/addon.cc', '-o', objects[objects.length - 1]]);
-run(compiler, ['-shared', ...objects, '-o', partial]);
+run(compiler, ['-shared', '-pthread', ...objects, '-o', partial]);
 // Renamed into place, so a build that is interrupted never leaves a half-written addon.
 const built = fs.readFileSync(partial);
 const stamp = { bytes: built.length, sha256: require('node:crypto').createHash('sha256').update(built).digest('hex') };

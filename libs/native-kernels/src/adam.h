@@ -9,4 +9,10 @@ namespace covnet {
 // corrections are 1 - beta^t for step t. Outputs may not alias the inputs.
 void adamStep(long count, const float* w, const float* m, const float* v, const float* g, float rate, float beta1, float beta2, float epsilon, float correction1, float correction2, float* wOut, float* mOut, float* vOut);
 
+// adamStep with the gradient g = float32(parts[0] + ... + parts[partCount - 1]) / divisor,
+// each addition and the division rounded to float32 in that order, and the work split
+// over `threads` threads. Each part holds `count` values.
+void adamStepMean(long count, const float* w, const float* m, const float* v, const float* const* parts, int partCount, float divisor, float rate, float beta1, float beta2, float epsilon,
+                  float correction1, float correction2, float* wOut, float* mOut, float* vOut, int threads);
+
 }  // namespace covnet

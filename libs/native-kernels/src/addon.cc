@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include "adam.h"
 #include "batch-norm.h"
@@ -260,38 +261,115 @@ napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
   return guarded(env, [&] { covnet::maxPoolGrad(s, dy.data, x.data, dx.data); });
 }
 
+// Reads Float32Array arguments that must all hold as many values as the first one, or
+// throws a JS error naming the argument that does not.
+bool getSameLengthFloats(napi_env env, const napi_value* values, const char* const* names, int count, Floats* out) {
+  for (int i = 0; i < count; i++) {
+    if (!getFloats(env, values[i], names[i], out[i])) return false;
+    if (out[i].length != out[0].length) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (std::string(names[i]) + " holds " + std::to_string(out[i].length) + " values, " + names[0] + " holds " + std::to_string(out[0].length)).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+// Reads rate, beta1, beta2, epsilon and the two bias corrections of an Adam step.
+bool getAdamNumbers(napi_env env, const napi_value* values, float (&out)[6]) {
+  double numbers[6];
+  for (int i = 0; i < 6; i++) {
+    if (napi_get_value_double(env, values[i], &numbers[i]) != napi_ok || !std::isfinite(numbers[i])) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "rate, beta1, beta2, epsilon and the corrections must be finite numbers");
+      return false;
+    }
+    out[i] = static_cast<float>(numbers[i]);
+  }
+  if (!(numbers[5] > 0) || !(numbers[4] > 0)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the bias corrections must be positive");
+    return false;
+  }
+  return true;
+}
+
 napi_value AdamStep(napi_env env, napi_callback_info info) {
   napi_value argv[13];
   if (!getArguments(env, info, argv, "adamStep(w, m, v, g, wOut, mOut, vOut, rate, beta1, beta2, epsilon, correction1, correction2)")) return nullptr;
   Floats arrays[7];
   const char* names[7] = {"w", "m", "v", "g", "wOut", "mOut", "vOut"};
-  for (int i = 0; i < 7; i++) {
-    if (!getFloats(env, argv[i], names[i], arrays[i])) return nullptr;
-  }
-  const size_t count = arrays[0].length;
-  for (int i = 1; i < 7; i++) {
-    if (arrays[i].length != count) {
-      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (std::string(names[i]) + " holds " + std::to_string(arrays[i].length) + " values, w holds " + std::to_string(count)).c_str());
-      return nullptr;
-    }
-  }
+  float k[6];
+  if (!getSameLengthFloats(env, argv, names, 7, arrays) || !getAdamNumbers(env, argv + 7, k)) return nullptr;
+  return guarded(env, [&] {
+    covnet::adamStep(static_cast<long>(arrays[0].length), arrays[0].data, arrays[1].data, arrays[2].data, arrays[3].data, k[0], k[1], k[2], k[3], k[4], k[5], arrays[4].data, arrays[5].data,
+                     arrays[6].data);
+  });
+}
 
-  double numbers[6];
-  for (int i = 0; i < 6; i++) {
-    if (napi_get_value_double(env, argv[7 + i], &numbers[i]) != napi_ok || !std::isfinite(numbers[i])) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "rate, beta1, beta2, epsilon and the corrections must be finite numbers");
+// At most this many gradient parts and threads: a part per gradient worker, a thread per core.
+constexpr uint32_t kMaxParts = 256;
+
+napi_value AdamStepMean(napi_env env, napi_callback_info info) {
+  napi_value argv[15];
+  if (!getArguments(env, info, argv, "adamStepMean(w, m, v, parts, divisor, wOut, mOut, vOut, rate, beta1, beta2, epsilon, correction1, correction2, threads)")) return nullptr;
+  Floats arrays[6];
+  const napi_value stateValues[6] = {argv[0], argv[1], argv[2], argv[5], argv[6], argv[7]};
+  const char* names[6] = {"w", "m", "v", "wOut", "mOut", "vOut"};
+  float k[6];
+  if (!getSameLengthFloats(env, stateValues, names, 6, arrays) || !getAdamNumbers(env, argv + 8, k)) return nullptr;
+
+  bool isArray = false;
+  uint32_t partCount = 0;
+  napi_is_array(env, argv[3], &isArray);
+  if (!isArray || napi_get_array_length(env, argv[3], &partCount) != napi_ok || partCount == 0 || partCount > kMaxParts) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", ("parts must be an array of 1 to " + std::to_string(kMaxParts) + " Float32Arrays").c_str());
+    return nullptr;
+  }
+  std::vector<const float*> parts(partCount);
+  for (uint32_t p = 0; p < partCount; p++) {
+    napi_value element;
+    Floats part;
+    const std::string name = "parts[" + std::to_string(p) + "]";
+    if (napi_get_element(env, argv[3], p, &element) != napi_ok || !getFloats(env, element, name.c_str(), part)) return nullptr;
+    if (part.length != arrays[0].length) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (name + " holds " + std::to_string(part.length) + " values, w holds " + std::to_string(arrays[0].length)).c_str());
       return nullptr;
     }
+    parts[p] = part.data;
   }
-  if (!(numbers[5] > 0) || !(numbers[4] > 0)) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the bias corrections must be positive");
+  double divisor = 0;
+  int32_t threads = 0;
+  if (napi_get_value_double(env, argv[4], &divisor) != napi_ok || !(divisor > 0) || !std::isfinite(divisor)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "divisor must be a positive finite number");
+    return nullptr;
+  }
+  if (napi_get_value_int32(env, argv[14], &threads) != napi_ok || threads < 1 || threads > static_cast<int32_t>(kMaxParts)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("threads must be an integer from 1 to " + std::to_string(kMaxParts)).c_str());
     return nullptr;
   }
   return guarded(env, [&] {
-    covnet::adamStep(static_cast<long>(count), arrays[0].data, arrays[1].data, arrays[2].data, arrays[3].data, static_cast<float>(numbers[0]), static_cast<float>(numbers[1]),
-                     static_cast<float>(numbers[2]), static_cast<float>(numbers[3]), static_cast<float>(numbers[4]), static_cast<float>(numbers[5]), arrays[4].data, arrays[5].data,
-                     arrays[6].data);
+    covnet::adamStepMean(static_cast<long>(arrays[0].length), arrays[0].data, arrays[1].data, arrays[2].data, parts.data(), static_cast<int>(partCount), static_cast<float>(divisor), k[0], k[1],
+                         k[2], k[3], k[4], k[5], arrays[3].data, arrays[4].data, arrays[5].data, threads);
   });
+}
+
+napi_value ConvolutionInstructions(napi_env env, napi_callback_info) {
+  napi_value name;
+  napi_create_string_utf8(env, covnet::usingAvx512() ? "avx512" : "avx2", NAPI_AUTO_LENGTH, &name);
+  return name;
+}
+
+napi_value UseConvolutionInstructions(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!getArguments(env, info, argv, "useConvolutionInstructions(name)")) return nullptr;
+  char name[16] = {0};
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &length) != napi_ok || (std::string(name) != "avx512" && std::string(name) != "avx2")) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "the instruction set must be 'avx512' or 'avx2'");
+    return nullptr;
+  }
+  if (!covnet::useAvx512(std::string(name) == "avx512")) {
+    napi_throw_error(env, "ERR_NATIVE_KERNEL", "this CPU lacks AVX-512 (AVX512F), so the convolutions stay on AVX2");
+  }
+  return nullptr;
 }
 
 napi_value Unsupported(napi_env env, napi_callback_info) {
@@ -317,6 +395,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"batchNormInference", nullptr, ok ? BatchNormInference : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"maxPoolGrad", nullptr, ok ? MaxPoolGrad : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"adamStep", nullptr, ok ? AdamStep : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adamStepMean", nullptr, ok ? AdamStepMean : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"convolutionInstructions", nullptr, ok ? ConvolutionInstructions : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"useConvolutionInstructions", nullptr, ok ? UseConvolutionInstructions : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

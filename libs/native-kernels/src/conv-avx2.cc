@@ -8,6 +8,13 @@
 // scratch stays a few megabytes whatever the batch.
 #include "conv-avx2.h"
 
+// build.cjs compiles this file twice: for AVX2 and FMA, and with COVNET_AVX512 for AVX-512.
+#if defined(COVNET_AVX512)
+#define COVNET_ISA avx512
+#else
+#define COVNET_ISA avx2
+#endif
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -18,10 +25,35 @@
 #include <vector>
 
 namespace covnet {
+namespace COVNET_ISA {
 namespace {
 
+// The vector operations of the inner kernel, in 256-bit AVX2 registers or 512-bit
+// AVX-512 ones. NR is two vectors wide.
+#if defined(COVNET_AVX512)
+using Vec = __m512;
+constexpr int W = 16;
+inline Vec vZero() { return _mm512_setzero_ps(); }
+inline Vec vLoadAligned(const float* p) { return _mm512_load_ps(p); }
+inline Vec vLoad(const float* p) { return _mm512_loadu_ps(p); }
+inline void vStore(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec vBroadcast(const float* p) { return _mm512_set1_ps(*p); }
+inline Vec vFma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec vAdd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+#else
+using Vec = __m256;
+constexpr int W = 8;
+inline Vec vZero() { return _mm256_setzero_ps(); }
+inline Vec vLoadAligned(const float* p) { return _mm256_load_ps(p); }
+inline Vec vLoad(const float* p) { return _mm256_loadu_ps(p); }
+inline void vStore(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec vBroadcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline Vec vFma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec vAdd(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+#endif
+
 constexpr int MR = 6;
-constexpr int NR = 16;
+constexpr int NR = 2 * W;
 constexpr int MC = 96;
 constexpr int KC = 256;
 constexpr int NC = 2048;
@@ -55,7 +87,9 @@ Scratch& scratch() {
 // The inner kernel: c[0..m, 0..n) (+)= a * b over kc steps, with b packed (NR values per
 // step) and a either packed (MR values per step) or read straight from MR rows of a
 // row-major matrix. A full tile is stored from the registers, and a partial one through a
-// small buffer, so the kernel never writes outside c.
+// small buffer, so the kernel never writes outside c. Each value of c is summed over k in
+// the same order with the same fused multiply-adds in both builds, so the AVX-512 build
+// gives the AVX2 build's results bit for bit.
 template <bool kPackedA>
 inline void microKernel(int kc, const float* __restrict a, long rsa, const float* __restrict b, float* c, long ldc, int m, int n, bool accumulate) {
   // Rows past m repeat the last row: the loads stay inside a, and their sums are dropped.
@@ -65,64 +99,54 @@ inline void microKernel(int kc, const float* __restrict a, long rsa, const float
   const float* r3 = a + (m > 3 ? 3 : m - 1) * rsa;
   const float* r4 = a + (m > 4 ? 4 : m - 1) * rsa;
   const float* r5 = a + (m > 5 ? 5 : m - 1) * rsa;
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  Vec c00 = vZero(), c01 = vZero();
+  Vec c10 = vZero(), c11 = vZero();
+  Vec c20 = vZero(), c21 = vZero();
+  Vec c30 = vZero(), c31 = vZero();
+  Vec c40 = vZero(), c41 = vZero();
+  Vec c50 = vZero(), c51 = vZero();
   for (int k = 0; k < kc; k++) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
-    __m256 av = _mm256_broadcast_ss(kPackedA ? a : r0 + k);
-    c00 = _mm256_fmadd_ps(av, b0, c00);
-    c01 = _mm256_fmadd_ps(av, b1, c01);
-    av = _mm256_broadcast_ss(kPackedA ? a + 1 : r1 + k);
-    c10 = _mm256_fmadd_ps(av, b0, c10);
-    c11 = _mm256_fmadd_ps(av, b1, c11);
-    av = _mm256_broadcast_ss(kPackedA ? a + 2 : r2 + k);
-    c20 = _mm256_fmadd_ps(av, b0, c20);
-    c21 = _mm256_fmadd_ps(av, b1, c21);
-    av = _mm256_broadcast_ss(kPackedA ? a + 3 : r3 + k);
-    c30 = _mm256_fmadd_ps(av, b0, c30);
-    c31 = _mm256_fmadd_ps(av, b1, c31);
-    av = _mm256_broadcast_ss(kPackedA ? a + 4 : r4 + k);
-    c40 = _mm256_fmadd_ps(av, b0, c40);
-    c41 = _mm256_fmadd_ps(av, b1, c41);
-    av = _mm256_broadcast_ss(kPackedA ? a + 5 : r5 + k);
-    c50 = _mm256_fmadd_ps(av, b0, c50);
-    c51 = _mm256_fmadd_ps(av, b1, c51);
+    const Vec b0 = vLoadAligned(b);
+    const Vec b1 = vLoadAligned(b + W);
+    Vec av = vBroadcast(kPackedA ? a : r0 + k);
+    c00 = vFma(av, b0, c00);
+    c01 = vFma(av, b1, c01);
+    av = vBroadcast(kPackedA ? a + 1 : r1 + k);
+    c10 = vFma(av, b0, c10);
+    c11 = vFma(av, b1, c11);
+    av = vBroadcast(kPackedA ? a + 2 : r2 + k);
+    c20 = vFma(av, b0, c20);
+    c21 = vFma(av, b1, c21);
+    av = vBroadcast(kPackedA ? a + 3 : r3 + k);
+    c30 = vFma(av, b0, c30);
+    c31 = vFma(av, b1, c31);
+    av = vBroadcast(kPackedA ? a + 4 : r4 + k);
+    c40 = vFma(av, b0, c40);
+    c41 = vFma(av, b1, c41);
+    av = vBroadcast(kPackedA ? a + 5 : r5 + k);
+    c50 = vFma(av, b0, c50);
+    c51 = vFma(av, b1, c51);
     if (kPackedA) a += MR;
     b += NR;
   }
   if (m == MR && n == NR) {
-    const __m256 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    const Vec rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     for (int i = 0; i < MR; i++) {
       float* row = c + i * ldc;
-      __m256 lo = rows[i][0];
-      __m256 hi = rows[i][1];
+      Vec lo = rows[i][0];
+      Vec hi = rows[i][1];
       if (accumulate) {
-        lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
-        hi = _mm256_add_ps(hi, _mm256_loadu_ps(row + 8));
+        lo = vAdd(lo, vLoad(row));
+        hi = vAdd(hi, vLoad(row + W));
       }
-      _mm256_storeu_ps(row, lo);
-      _mm256_storeu_ps(row + 8, hi);
+      vStore(row, lo);
+      vStore(row + W, hi);
     }
     return;
   }
-  alignas(32) float t[MR * NR];
-  _mm256_store_ps(t + 0, c00);
-  _mm256_store_ps(t + 8, c01);
-  _mm256_store_ps(t + 16, c10);
-  _mm256_store_ps(t + 24, c11);
-  _mm256_store_ps(t + 32, c20);
-  _mm256_store_ps(t + 40, c21);
-  _mm256_store_ps(t + 48, c30);
-  _mm256_store_ps(t + 56, c31);
-  _mm256_store_ps(t + 64, c40);
-  _mm256_store_ps(t + 72, c41);
-  _mm256_store_ps(t + 80, c50);
-  _mm256_store_ps(t + 88, c51);
+  alignas(64) float t[MR * NR];
+  const Vec tiles[MR * 2] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+  for (int i = 0; i < MR * 2; i++) vStore(t + i * W, tiles[i]);
   for (int i = 0; i < m; i++) {
     for (int j = 0; j < n; j++) {
       float* p = c + i * ldc + j;
@@ -344,4 +368,5 @@ void conv2dBackpropFilter(const ConvShape& s, const float* x, const float* dy, f
   }
 }
 
+}  // namespace COVNET_ISA
 }  // namespace covnet

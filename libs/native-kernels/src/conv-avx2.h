@@ -1,5 +1,6 @@
-// Convolution kernels for float32 NHWC tensors, built for x86-64 with AVX2 and FMA.
-// Callers must check that the CPU has both (see addon.cc) before calling any of them.
+// Convolution kernels for float32 NHWC tensors, built for x86-64 twice: with AVX2 and
+// FMA, and with AVX-512. Callers must check that the CPU has AVX2 and FMA (see addon.cc)
+// before calling any of them; the entry points below use AVX-512 only where the CPU has it.
 #pragma once
 
 namespace covnet {
@@ -17,14 +18,33 @@ struct ConvShape {
 
 enum class Activation { Linear = 0, Relu = 1 };
 
+// The kernels of one build: namespace avx2 or avx512.
+#define COVNET_CONV_KERNELS                                                                                               \
+  void conv2dForward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y); \
+  void conv2dBackpropInput(const ConvShape& s, const float* dy, const float* w, float* dx);                           \
+  void conv2dBackpropFilter(const ConvShape& s, const float* x, const float* dy, float* dw);                          \
+  void sgemm(int m, int n, int k, const float* a, long rsa, long csa, const float* b, long rsb, long csb, float* c, long ldc, bool accumulate);
+
+namespace avx2 {
+COVNET_CONV_KERNELS
+}
+namespace avx512 {
+COVNET_CONV_KERNELS
+}
+
+// Whether this CPU and its operating system run AVX-512 (AVX512F) instructions.
+bool cpuHasAvx512();
+// Makes the entry points below use the AVX-512 build (true) or the AVX2 build (false) in
+// every thread of the process. Returns false, changing nothing, when AVX-512 is asked
+// for on a CPU without it. At load the AVX-512 build is chosen where the CPU has it.
+bool useAvx512(bool enabled);
+bool usingAvx512();
+
 // y = activation(conv(x, w) + bias), where bias may be null.
 void conv2dForward(const ConvShape& s, const float* x, const float* w, const float* bias, Activation act, float* y);
 // dx = the gradient of conv(x, w) with respect to x, for output gradient dy.
 void conv2dBackpropInput(const ConvShape& s, const float* dy, const float* w, float* dx);
 // dw = the gradient of conv(x, w) with respect to w, for output gradient dy.
 void conv2dBackpropFilter(const ConvShape& s, const float* x, const float* dy, float* dw);
-// c[m, n] (+)= sum over k of a(i, k) * b(k, j), with a(i, k) = a[i * rsa + k * csa] and
-// b(k, j) = b[k * rsb + j * csb], and c is row-major with row stride ldc.
-void sgemm(int m, int n, int k, const float* a, long rsa, long csa, const float* b, long rsb, long csb, float* c, long ldc, bool accumulate);
 
 }  // namespace covnet

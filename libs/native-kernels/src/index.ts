@@ -51,7 +51,35 @@ export interface NativeKernels {
     correction1: number,
     correction2: number,
   ): void;
+  /**
+   * adamStep with the gradient float32(parts[0] + parts[1] + ...) / divisor, summed in
+   * part order and rounded to float32 after each addition, and the tensor split over
+   * `threads` threads.
+   */
+  /** The instruction set the convolutions run on: AVX-512 where the CPU has it, else AVX2. */
+  convolutionInstructions(): ConvolutionInstructions;
+  /** Switches the convolutions of every thread to an instruction set. @throws Error for AVX-512 on a CPU without it. */
+  useConvolutionInstructions(name: ConvolutionInstructions): void;
+  adamStepMean(
+    w: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    parts: readonly Float32Array[],
+    divisor: number,
+    wOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+    rate: number,
+    beta1: number,
+    beta2: number,
+    epsilon: number,
+    correction1: number,
+    correction2: number,
+    threads: number,
+  ): void;
 }
+
+export type ConvolutionInstructions = 'avx512' | 'avx2';
 
 /** Activation codes of conv2dForward, applied after the bias: 0 none, 1 relu. */
 export const NativeActivation = { Linear: 0, Relu: 1 } as const;
@@ -61,7 +89,10 @@ export type NativeKernelsLoad = { kernels: NativeKernels; reason?: undefined } |
 
 const BUILD_DIR = path.join(__dirname, '..', 'build');
 
-/** Turns the native kernels off for a process, to compare against or to test the wasm kernels. */
+/**
+ * Turns the native kernels off for a process when set to 0, to compare against or to test
+ * the wasm kernels. Set to avx2, it keeps the convolutions on AVX2 on a CPU with AVX-512.
+ */
 export const DISABLE_VARIABLE = 'COVNET_NATIVE_KERNELS';
 
 let cached: NativeKernelsLoad | undefined;
@@ -100,6 +131,9 @@ function load(): NativeKernelsLoad {
   }
   if (loaded.unsupportedReason !== null) {
     return { kernels: null, reason: loaded.unsupportedReason };
+  }
+  if (process.env[DISABLE_VARIABLE] === 'avx2') {
+    loaded.useConvolutionInstructions('avx2');
   }
   return { kernels: loaded };
 }
