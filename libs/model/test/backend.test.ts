@@ -149,7 +149,7 @@ describe('initBackend', () => {
       expect(choice.reason).toMatch(/^Using wasm: skipped tensorflow-gpu, tensorflow by preference\. Convolutions run on /);
       // The log line names which convolution code runs, and why when it is not the native one.
       if (choice.convolutions?.kind === 'native-avx2') {
-        expect(choice.reason).toContain('native AVX2 kernels');
+        expect(choice.reason).toContain(`native kernels with ${choice.convolutions.instructions === 'avx512' ? 'AVX-512' : 'AVX2'}`);
       } else {
         expect(choice.reason).toContain(`unavailable: ${choice.convolutions?.reason}`);
       }

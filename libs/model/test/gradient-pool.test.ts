@@ -1,8 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
+import { loadNativeKernels } from '@covnet/native-kernels';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCovnet, initBackend } from '../src';
 import { buildCovnetModel } from '../src/covnet/covnet';
-import { shardGradients } from '../src/covnet/training';
+import { ADAM_MEAN_STEP } from '../src/covnet/fused-adam';
+import { shardGradients, type TrainHyperParameters } from '../src/covnet/training';
 import { GradientWorkerPool } from '../src/parallel/gradient-pool';
 import { maxAbs, maxAbsDifference, syntheticExam } from './helpers';
 
@@ -27,7 +29,8 @@ describe('GradientWorkerPool', () => {
       await tf.setBackend('cpu');
       const reference = buildCovnetModel(SETUP);
       const weights = reference.weights.map((w) => new Float32Array(w.read().dataSync()));
-      const results = await pool.gradients(weights, shares);
+      // The gradients are views of the workers' buffers, so they are copied out.
+      const results = await pool.gradients(weights, shares, (replies) => replies.map((r) => ({ ...r, gradients: r.gradients.map((g) => g.slice()) })));
 
       for (const [i, share] of shares.entries()) {
         // A fresh cpu replica per share, because a step also moves its BN statistics.
@@ -52,7 +55,26 @@ describe('GradientWorkerPool', () => {
     it('rejects the request with the worker error', async () => {
       const weights = buildCovnetModel(SETUP).weights.map((w) => new Float32Array(w.read().dataSync()));
       const broken = { input: { slices: 2, size: 32, data: new Float32Array(5) }, label: 0 as const };
-      await expect(pool.gradients(weights, [[broken]])).rejects.toThrow(/gradient worker failed/);
+      await expect(pool.gradients(weights, [[broken]], () => null)).rejects.toThrow(/gradient worker failed/);
+    });
+  });
+
+  describe('when the weights do not fit the workers\' model', () => {
+    it('rejects the request and names the count of values', async () => {
+      const weights = buildCovnetModel(SETUP).weights.map((w) => new Float32Array(w.read().dataSync()));
+      const total = weights.reduce((sum, w) => sum + w.length, 0);
+      await expect(pool.gradients(weights.slice(1), [exams.slice(0, 1)], () => null)).rejects.toThrow(
+        `the shared weights hold ${total - weights[0].length} float32 values, the model has ${total}`,
+      );
+    });
+  });
+
+  describe('when a second request comes before the first has finished', () => {
+    it('rejects the second and completes the first', async () => {
+      const weights = buildCovnetModel(SETUP).weights.map((w) => new Float32Array(w.read().dataSync()));
+      const first = pool.gradients(weights, [exams.slice(0, 1)], (results) => results[0].lossSum);
+      await expect(pool.features(weights, [exams[1].input])).rejects.toThrow(/busy with another request/);
+      expect(Number.isFinite(await first)).toBe(true);
     });
   });
 });
@@ -71,6 +93,31 @@ describe('Covnet.trainLocal with workers', () => {
     } finally {
       model.dispose();
     }
+  });
+});
+
+describe('Covnet.trainLocal with workers and the native Adam step', () => {
+  // Without the native kernels there is no in-place step to compare, and the test is skipped.
+  it.skipIf(loadNativeKernels().kernels === null)('matches the tensor path bit for bit', async () => {
+    await initBackend({ prefer: 'wasm' });
+    expect(tf.getKernel(ADAM_MEAN_STEP, 'wasm')).toBeDefined();
+    const trained = async (hyper: Partial<TrainHyperParameters>) => {
+      const model = createCovnet({ backbone: 'small', inputSize: 32, seed: 6, workers: 2 });
+      try {
+        await model.trainLocal(exams, { epochs: 3, learningRate: 3e-3, batchSize: 4, ...hyper });
+        return model.getNamedWeights();
+      } finally {
+        model.dispose();
+      }
+    };
+    const inPlace = await trained({});
+    // A clipping bound no gradient reaches scales by exactly 1, but needs the mean as a tensor.
+    const viaTensors = await trained({ clipGradientNorm: 1e30 });
+    const initial = createCovnet({ backbone: 'small', inputSize: 32, seed: 6 });
+    const start = initial.getNamedWeights();
+    initial.dispose();
+    expect(maxAbsDifference(inPlace[0].data, start[0].data)).toBeGreaterThan(1e-4);
+    inPlace.forEach((tensor, k) => expect(maxAbsDifference(tensor.data, viaTensors[k].data), tensor.name).toBe(0));
   });
 });
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { loadNativeKernels } from '@covnet/native-kernels';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src';
 import { batchNormalization } from '../src/covnet/batch-norm-layer';
 import { createAdam } from '../src/covnet/fused-adam';
@@ -65,12 +65,20 @@ function expectClose(actual: Float32Array, reference: Float32Array): void {
   expect(maxAbsDifference(actual, reference)).toBeLessThan(2e-5 * Math.max(1, maxAbs(reference)));
 }
 
-function cpuHasAvx2Fma(): boolean {
+function cpuFlags(): string[] {
   if (process.arch !== 'x64') {
-    return false;
+    return [];
   }
-  const flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1].split(/\s+/) ?? [];
-  return flags.includes('avx2') && flags.includes('fma');
+  return readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1].split(/\s+/) ?? [];
+}
+
+function cpuHasAvx2Fma(): boolean {
+  return cpuFlags().includes('avx2') && cpuFlags().includes('fma');
+}
+
+/** The convolution builds this CPU runs, the one chosen by default first. */
+function instructionSets(): ('avx512' | 'avx2')[] {
+  return cpuFlags().includes('avx512f') ? ['avx512', 'avx2'] : ['avx2'];
 }
 
 const native = loadNativeKernels();
@@ -92,40 +100,75 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
   beforeAll(async () => {
     const choice = await initBackend({ prefer: 'wasm' });
     expect(choice.convolutions?.kind).toBe('native-avx2');
-    expect(choice.reason).toContain('native AVX2 kernels');
+    // Unless COVNET_NATIVE_KERNELS=avx2 holds them back, AVX-512 runs where the CPU has it.
+    const expected = process.env.COVNET_NATIVE_KERNELS === 'avx2' ? 'avx2' : instructionSets()[0];
+    expect(choice.convolutions?.instructions).toBe(expected);
+    expect(choice.reason).toContain(`native kernels with ${expected === 'avx512' ? 'AVX-512' : 'AVX2'}`);
   });
 
-  describe.each(CASES)('when $name', (c) => {
-    const x = values(c.xShape, 1);
-    const filter = values(c.filterShape, 2);
-    const dy = values(outputShape(c), 3);
-    const bias = values([c.filterShape[3]], 4);
+  // Both builds of the convolutions run where the CPU has AVX-512; /proc/cpuinfo is read
+  // independently of the add-on's own check.
+  describe.each(instructionSets())('with %s convolutions', (instructions) => {
+    beforeAll(() => native.kernels!.useConvolutionInstructions(instructions));
+    afterAll(() => native.kernels!.useConvolutionInstructions(instructionSets()[0]));
 
-    it('Conv2D matches the cpu backend', async () => {
-      const inputs = { x: { values: x, shape: c.xShape }, filter: { values: filter, shape: c.filterShape } };
-      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dilations: 1 };
-      expectClose(await run('wasm', 'Conv2D', inputs, attrs), await run('cpu', 'Conv2D', inputs, attrs));
+    describe.each(CASES)('when $name', (c) => {
+      const x = values(c.xShape, 1);
+      const filter = values(c.filterShape, 2);
+      const dy = values(outputShape(c), 3);
+      const bias = values([c.filterShape[3]], 4);
+
+      it('Conv2D matches the cpu backend', async () => {
+        const inputs = { x: { values: x, shape: c.xShape }, filter: { values: filter, shape: c.filterShape } };
+        const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dilations: 1 };
+        expectClose(await run('wasm', 'Conv2D', inputs, attrs), await run('cpu', 'Conv2D', inputs, attrs));
+      });
+
+      it('FusedConv2D with bias and relu matches the cpu backend', async () => {
+        const inputs = { x: { values: x, shape: c.xShape }, filter: { values: filter, shape: c.filterShape }, bias: { values: bias, shape: [c.filterShape[3]] } };
+        const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dilations: 1, activation: 'relu' };
+        const reference = await run('cpu', 'FusedConv2D', inputs, attrs);
+        // relu really clipped something, so the activation is exercised.
+        expect(reference.some((v) => v === 0)).toBe(true);
+        expectClose(await run('wasm', 'FusedConv2D', inputs, attrs), reference);
+      });
+
+      it('Conv2DBackpropInput matches the cpu backend', async () => {
+        const inputs = { dy: { values: dy, shape: outputShape(c) }, filter: { values: filter, shape: c.filterShape } };
+        const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.xShape };
+        expectClose(await run('wasm', 'Conv2DBackpropInput', inputs, attrs), await run('cpu', 'Conv2DBackpropInput', inputs, attrs));
+      });
+
+      it('Conv2DBackpropFilter matches the cpu backend', async () => {
+        const inputs = { x: { values: x, shape: c.xShape }, dy: { values: dy, shape: outputShape(c) } };
+        const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.filterShape };
+        expectClose(await run('wasm', 'Conv2DBackpropFilter', inputs, attrs), await run('cpu', 'Conv2DBackpropFilter', inputs, attrs));
+      });
     });
+  });
 
-    it('FusedConv2D with bias and relu matches the cpu backend', async () => {
-      const inputs = { x: { values: x, shape: c.xShape }, filter: { values: filter, shape: c.filterShape }, bias: { values: bias, shape: [c.filterShape[3]] } };
-      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dilations: 1, activation: 'relu' };
-      const reference = await run('cpu', 'FusedConv2D', inputs, attrs);
-      // relu really clipped something, so the activation is exercised.
-      expect(reference.some((v) => v === 0)).toBe(true);
-      expectClose(await run('wasm', 'FusedConv2D', inputs, attrs), reference);
-    });
+  describe.runIf(instructionSets().includes('avx512'))('AVX-512 against AVX2', () => {
+    afterAll(() => native.kernels!.useConvolutionInstructions('avx512'));
 
-    it('Conv2DBackpropInput matches the cpu backend', async () => {
-      const inputs = { dy: { values: dy, shape: outputShape(c) }, filter: { values: filter, shape: c.filterShape } };
-      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.xShape };
-      expectClose(await run('wasm', 'Conv2DBackpropInput', inputs, attrs), await run('cpu', 'Conv2DBackpropInput', inputs, attrs));
-    });
-
-    it('Conv2DBackpropFilter matches the cpu backend', async () => {
-      const inputs = { x: { values: x, shape: c.xShape }, dy: { values: dy, shape: outputShape(c) } };
-      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.filterShape };
-      expectClose(await run('wasm', 'Conv2DBackpropFilter', inputs, attrs), await run('cpu', 'Conv2DBackpropFilter', inputs, attrs));
+    it.each(CASES)('gives the same bits when $name', async (c) => {
+      const inputs = {
+        forward: { x: { values: values(c.xShape, 1), shape: c.xShape }, filter: { values: values(c.filterShape, 2), shape: c.filterShape } },
+        input: { dy: { values: values(outputShape(c), 3), shape: outputShape(c) }, filter: { values: values(c.filterShape, 2), shape: c.filterShape } },
+        filter: { x: { values: values(c.xShape, 1), shape: c.xShape }, dy: { values: values(outputShape(c), 3), shape: outputShape(c) } },
+      };
+      const runAll = async () => [
+        await run('wasm', 'Conv2D', inputs.forward, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dilations: 1 }),
+        await run('wasm', 'Conv2DBackpropInput', inputs.input, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.xShape }),
+        await run('wasm', 'Conv2DBackpropFilter', inputs.filter, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.filterShape }),
+      ];
+      native.kernels!.useConvolutionInstructions('avx2');
+      const narrow = await runAll();
+      native.kernels!.useConvolutionInstructions('avx512');
+      const wide = await runAll();
+      narrow.forEach((values, k) => {
+        expect(maxAbs(values)).toBeGreaterThan(0);
+        expect(maxAbsDifference(wide[k], values), ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter'][k]).toBe(0);
+      });
     });
   });
 
@@ -273,6 +316,67 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
       const optimizer = createAdam(0.01);
       expect(optimizer).not.toBeInstanceOf(tf.AdamOptimizer);
       optimizer.dispose();
+    });
+
+    describe('with the mean of gradient parts', () => {
+      // Sizes around the kernel's 4096-value chunks and across the split between threads.
+      const counts = [1, 4095, 4096, 3 * 4096 + 17];
+      const parts = (count: number, n: number, seed: number) => Array.from({ length: n }, (_, p) => values([count], seed + p).map((g) => g * (p + 1)));
+
+      /** Weights after three steps, each either with the mean given as a tensor or with its parts. */
+      async function threeMeanSteps(count: number, n: number, kind: 'tensor' | 'parts'): Promise<Float32Array> {
+        await tf.setBackend('wasm');
+        const variable = tf.variable(tf.tensor(values([count], 70)), true, `adam_mean_${kind}_${count}_${n}`);
+        const optimizer = createAdam(0.01);
+        for (let step = 0; step < 3; step++) {
+          const gradient = parts(count, n, 80 + 10 * step);
+          if (kind === 'parts') {
+            optimizer.applyMeanGradients!(new Map([[variable.name, gradient]]), 3);
+          } else {
+            // The mean as training computed it before: float32 sums with tf.add, then tf.div.
+            tf.tidy(() => optimizer.applyGradients({ [variable.name]: tf.div(tf.addN(gradient.map((g) => tf.tensor(g))), 3) }));
+          }
+        }
+        const weights = variable.dataSync() as Float32Array;
+        optimizer.dispose();
+        variable.dispose();
+        return weights;
+      }
+
+      it.each(counts.flatMap((count) => [1, 2, 3].map((n) => ({ count, n }))))('gives the bits of the tensor path for $count values in $n parts', async ({ count, n }) => {
+        const withParts = await threeMeanSteps(count, n, 'parts');
+        const withTensor = await threeMeanSteps(count, n, 'tensor');
+        expect(maxAbsDifference(withParts, values([count], 70))).toBeGreaterThan(0.01);
+        expect(maxAbsDifference(withParts, withTensor)).toBe(0);
+      });
+
+      it('matches the Adam formulas in float64 on 2 threads and on 3', () => {
+        const count = 3 * 4096 + 17;
+        const w0 = values([count], 90);
+        const g = parts(count, 2, 91);
+        for (const threads of [2, 3]) {
+          const out = [0, 1, 2].map(() => new Float32Array(count));
+          native.kernels!.adamStepMean(w0, new Float32Array(count), new Float32Array(count), g, 4, out[0], out[1], out[2], 0.01, 0.9, 0.999, 1e-7, 0.1, 0.001, threads);
+          const expected = Float64Array.from(w0, (w, k) => {
+            const mean = (g[0][k] + g[1][k]) / 4;
+            return w - (0.01 * ((0.1 * mean) / 0.1)) / (Math.sqrt((0.001 * mean * mean) / 0.001) + 1e-7);
+          });
+          expect(maxAbsDifference(out[0], expected), `${threads} threads`).toBeLessThan(1e-6);
+          expect(maxAbsDifference(out[0], w0)).toBeGreaterThan(0.005);
+        }
+      });
+
+      it('names the part that does not fit and rejects bad counts', () => {
+        const f = (n: number) => new Float32Array(n);
+        const call = (parts: unknown, divisor = 2, threads = 2) =>
+          native.kernels!.adamStepMean(f(8), f(8), f(8), parts as Float32Array[], divisor, f(8), f(8), f(8), 0.01, 0.9, 0.999, 1e-7, 0.1, 0.001, threads);
+        expect(() => call([f(8), f(7)])).toThrow('parts[1] holds 7 values, w holds 8');
+        expect(() => call([f(8), new Float64Array(8)])).toThrow('parts[1] must be a Float32Array');
+        expect(() => call([])).toThrow(/parts must be an array of 1 to/);
+        expect(() => call(f(8))).toThrow(/parts must be an array of 1 to/);
+        expect(() => call([f(8)], 0)).toThrow('divisor must be a positive finite number');
+        expect(() => call([f(8)], 2, 0)).toThrow(/threads must be an integer from 1/);
+      });
     });
   });
 

@@ -130,7 +130,7 @@ export async function chooseBackend(opts: InitBackendOptions, load: ModuleLoader
         const convolutions = registerWasmGradientKernels();
         const how =
           convolutions.kind === 'native-avx2'
-            ? ' Convolutions run on the native AVX2 kernels.'
+            ? ` Convolutions run on the native kernels with ${convolutions.instructions === 'avx512' ? 'AVX-512' : 'AVX2'}.`
             : ` Convolutions run on wasm's XNNPACK, several times slower, because the native kernels are unavailable: ${convolutions.reason}`;
         return { backend, rung, reason: describeChoice(rung, skipped, attempts) + how, attempts, warnings, convolutions };
       }

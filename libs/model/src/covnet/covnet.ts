@@ -7,6 +7,7 @@ import { readNamedWeights, writeNamedWeights, type NamedWeight } from './named-w
 import { SliceMaxPooling } from './slice-max-pooling';
 import { examLogits } from './sub-models';
 import { GradientWorkerPool } from '../parallel/gradient-pool';
+import { tensorValues } from '../parallel/shared-values';
 import { trainModel, validateHyperParameters, type TrainHyperParameters, type TrainResult } from './training';
 
 export interface CovnetOptions {
@@ -222,7 +223,7 @@ export class Covnet {
       const end = Math.floor(((part + 1) * exam.slices) / parts);
       inputs.push({ slices: end - first, size: exam.size, data: exam.data.slice(first * pixels, end * pixels) });
     }
-    const weights = this.model.weights.map((w) => w.read().dataSync() as Float32Array);
+    const weights = this.model.weights.map((w) => tensorValues(w.read()));
     const results = await pool.features(weights, inputs);
     return tf.tidy(() => {
       const perSlice = tf.concat(results.map((r) => tf.tensor2d(r.features, [r.features.length / r.channels, r.channels])));

@@ -8,12 +8,14 @@ import { narrowConcatConfig } from './narrow-concat';
 import { nativeBatchNormKernelConfigs } from './native-batch-norm';
 import { nativeConvKernelConfigs } from './native-conv';
 import { nativeMaxPoolGradConfig } from './native-pool';
-import { nativeAdamKernelConfig } from '../covnet/fused-adam';
+import { nativeAdamKernelConfigs } from '../covnet/fused-adam';
 import { loadNativeKernels } from '@covnet/native-kernels';
 
 /** The code that computes wasm's convolutions, batch normalisation and max-pool gradient. */
 export interface ConvolutionKernels {
   kind: 'native-avx2' | 'wasm';
+  /** With the native kernels: the instruction set of their convolutions, AVX-512 where the CPU has it. */
+  instructions?: 'avx512' | 'avx2';
   /** The reason the native kernels are not used, absent when they are. */
   reason?: string;
 }
@@ -38,8 +40,8 @@ export function registerWasmGradientKernels(): ConvolutionKernels {
   // The native kernels fall back to the kernels registered above, so they come last.
   const native = loadNativeKernels();
   if (native.kernels !== null) {
-    replaceKernels([...nativeConvKernelConfigs(native.kernels), ...nativeBatchNormKernelConfigs(native.kernels), nativeMaxPoolGradConfig(native.kernels), nativeAdamKernelConfig(native.kernels)]);
-    registered = { kind: 'native-avx2' };
+    replaceKernels([...nativeConvKernelConfigs(native.kernels), ...nativeBatchNormKernelConfigs(native.kernels), nativeMaxPoolGradConfig(native.kernels), ...nativeAdamKernelConfigs(native.kernels)]);
+    registered = { kind: 'native-avx2', instructions: native.kernels.convolutionInstructions() };
   } else {
     registered = { kind: 'wasm', reason: native.reason };
   }

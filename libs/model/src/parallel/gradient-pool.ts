@@ -2,10 +2,19 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ExamInput, LabelledExam } from '../covnet/exam';
 import type { WorkerMessage, WorkerRequest, WorkerSetup } from './messages';
+import { concatenatedViews } from './shared-values';
 
 export interface ShardResult {
   lossSum: number;
+  /** Views of the worker's shared gradient buffer, valid only inside the `consume` callback of `gradients`. */
   gradients: Float32Array[];
+  movingStatistics: Float32Array[];
+}
+
+interface WorkerShardResult {
+  lossSum: number;
+  gradients: SharedArrayBuffer;
+  gradientSizes: number[];
   movingStatistics: Float32Array[];
 }
 
@@ -15,7 +24,7 @@ export interface FeatureResult {
 }
 
 interface PendingRequest {
-  resolve: (result: ShardResult | FeatureResult) => void;
+  resolve: (result: WorkerShardResult | FeatureResult) => void;
   reject: (error: Error) => void;
 }
 
@@ -26,11 +35,20 @@ const START_TIMEOUT_MS = 120_000;
  * Worker threads that each hold a wasm backend and a model replica and compute the
  * gradient of a share of a batch, so training uses one core per worker. tfjs 4.22 turns
  * wasm's own threads off under Node, so this is how wasm uses more than one core.
+ *
+ * Weights and gradients cross between threads through shared memory: the pool writes
+ * the weights once into a buffer that every worker reads, and each worker writes its
+ * gradients into a buffer of its own that the caller reads in place. Posting the
+ * ResNet-50's 94 MB of weights to each worker instead cost a copy per worker on the
+ * main thread while the workers waited. Because these buffers are reused, the pool
+ * runs one request at a time.
  */
 export class GradientWorkerPool {
   private nextId = 0;
   private readonly pending = new Map<number, PendingRequest>();
   private closed = false;
+  private busy = false;
+  private sharedWeights?: SharedArrayBuffer;
 
   private constructor(private readonly workers: Worker[]) {
     for (const worker of workers) {
@@ -65,21 +83,68 @@ export class GradientWorkerPool {
   }
 
   /**
-   * Sends the weights and one share of exams to each worker and returns their results in
-   * share order. Shares beyond the pool size are rejected; empty shares are not sent.
+   * Sends the weights and one share of exams to each worker and hands their results, in
+   * share order, to `consume`, whose value this returns. The results' gradients are views
+   * of the workers' buffers, which the next request overwrites, so `consume` must finish
+   * with them before it returns. Shares beyond the pool size are rejected; empty shares
+   * are not sent.
    */
-  async gradients(weights: Float32Array[], shares: LabelledExam[][]): Promise<ShardResult[]> {
-    this.assertOpen(shares.length);
-    return Promise.all(shares.map((exams, i) => this.send(i, { kind: 'gradients', id: this.nextId++, weights, exams }) as Promise<ShardResult>));
+  async gradients<T>(weights: readonly Float32Array[], shares: LabelledExam[][], consume: (results: ShardResult[]) => T): Promise<T> {
+    const release = this.claim(shares.length);
+    try {
+      const buffer = this.shareWeights(weights);
+      const replies = await Promise.all(
+        shares.map((exams, i) => this.send(i, { kind: 'gradients', id: this.nextId++, weights: buffer, exams }) as Promise<WorkerShardResult>),
+      );
+      return consume(
+        replies.map((reply, i) => ({
+          lossSum: reply.lossSum,
+          gradients: concatenatedViews(reply.gradients, reply.gradientSizes, `gradient worker ${i}: its gradients`),
+          movingStatistics: reply.movingStatistics,
+        })),
+      );
+    } finally {
+      release();
+    }
   }
 
   /**
    * Computes the per-slice pooled features of one part of an exam's slices on each worker,
    * in inference mode, and returns them in part order.
    */
-  async features(weights: Float32Array[], parts: ExamInput[]): Promise<FeatureResult[]> {
-    this.assertOpen(parts.length);
-    return Promise.all(parts.map((exam, i) => this.send(i, { kind: 'features', id: this.nextId++, weights, exam }) as Promise<FeatureResult>));
+  async features(weights: readonly Float32Array[], parts: ExamInput[]): Promise<FeatureResult[]> {
+    const release = this.claim(parts.length);
+    try {
+      const buffer = this.shareWeights(weights);
+      return await Promise.all(parts.map((exam, i) => this.send(i, { kind: 'features', id: this.nextId++, weights: buffer, exam }) as Promise<FeatureResult>));
+    } finally {
+      release();
+    }
+  }
+
+  /** Marks the pool busy until the returned function is called. */
+  private claim(parts: number): () => void {
+    this.assertOpen(parts);
+    if (this.busy) {
+      throw new Error('The gradient worker pool is busy with another request. Await that request before sending the next one.');
+    }
+    this.busy = true;
+    return () => {
+      this.busy = false;
+    };
+  }
+
+  /** Copies the weights one after another into the buffer that every worker reads. */
+  private shareWeights(weights: readonly Float32Array[]): SharedArrayBuffer {
+    const bytes = weights.reduce((sum, w) => sum + w.length, 0) * Float32Array.BYTES_PER_ELEMENT;
+    if (this.sharedWeights?.byteLength !== bytes) this.sharedWeights = new SharedArrayBuffer(bytes);
+    const all = new Float32Array(this.sharedWeights);
+    let offset = 0;
+    for (const w of weights) {
+      all.set(w, offset);
+      offset += w.length;
+    }
+    return this.sharedWeights;
   }
 
   private assertOpen(parts: number): void {
@@ -91,7 +156,7 @@ export class GradientWorkerPool {
     }
   }
 
-  private send(worker: number, request: WorkerRequest): Promise<ShardResult | FeatureResult> {
+  private send(worker: number, request: WorkerRequest): Promise<WorkerShardResult | FeatureResult> {
     return new Promise((resolve, reject) => {
       this.pending.set(request.id, { resolve, reject });
       this.workers[worker].postMessage(request);
@@ -109,7 +174,12 @@ export class GradientWorkerPool {
     if (message.type === 'gradients') {
       const request = this.pending.get(message.id);
       this.pending.delete(message.id);
-      request?.resolve({ lossSum: message.lossSum, gradients: message.gradients, movingStatistics: message.movingStatistics });
+      request?.resolve({
+        lossSum: message.lossSum,
+        gradients: message.gradients,
+        gradientSizes: message.gradientSizes,
+        movingStatistics: message.movingStatistics,
+      });
     } else if (message.type === 'features') {
       const request = this.pending.get(message.id);
       this.pending.delete(message.id);

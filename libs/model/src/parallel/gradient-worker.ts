@@ -5,6 +5,7 @@ import { buildCovnetModel } from '../covnet/covnet';
 import { shardGradients } from '../covnet/training';
 import { examTensor } from '../covnet/exam';
 import { sliceFeatureModel } from '../covnet/sub-models';
+import { concatenatedViews, copyValues } from './shared-values';
 import type { WorkerMessage, WorkerRequest, WorkerSetup } from './messages';
 
 // Entry of one gradient worker thread: a wasm backend and a replica of the model, which
@@ -13,12 +14,16 @@ import type { WorkerMessage, WorkerRequest, WorkerSetup } from './messages';
 function send(message: WorkerMessage): void {
   let transfer: ArrayBuffer[] = [];
   if (message.type === 'gradients') {
-    transfer = [...message.gradients, ...message.movingStatistics].map((a) => a.buffer as ArrayBuffer);
+    transfer = message.movingStatistics.map((a) => a.buffer as ArrayBuffer);
   } else if (message.type === 'features') {
     transfer = [message.features.buffer as ArrayBuffer];
   }
   parentPort!.postMessage(message, transfer);
 }
+
+// The gradients go back through one shared buffer that this worker allocates once: the
+// main thread reads them in place, so a step copies no gradient between threads.
+let gradientBuffer: SharedArrayBuffer | undefined;
 
 async function start(): Promise<void> {
   const choice = await initBackend({ prefer: 'wasm' });
@@ -30,11 +35,13 @@ async function start(): Promise<void> {
 }
 
 async function handle(model: tf.LayersModel, request: WorkerRequest): Promise<void> {
-  if (request.weights.length !== model.weights.length) {
-    throw new Error(`gradient worker: received ${request.weights.length} weights, the model has ${model.weights.length}.`);
-  }
+  const weights = concatenatedViews(
+    request.weights,
+    model.weights.map((w) => w.read().size),
+    'gradient worker: the shared weights',
+  );
   model.weights.forEach((w, i) => {
-    const value = tf.tensor(request.weights[i], w.read().shape);
+    const value = tf.tensor(weights[i], w.read().shape);
     w.write(value);
     value.dispose();
   });
@@ -46,10 +53,13 @@ async function handle(model: tf.LayersModel, request: WorkerRequest): Promise<vo
     send({ type: 'features', id: request.id, features: values, channels });
     return;
   }
-  const { lossSum, gradients } = await shardGradients(model, request.exams);
+  const sizes = model.trainableWeights.map((w) => w.read().size);
+  gradientBuffer ??= new SharedArrayBuffer(sizes.reduce((a, b) => a + b, 0) * Float32Array.BYTES_PER_ELEMENT);
+  const targets = concatenatedViews(gradientBuffer, sizes, 'gradient worker: its gradient buffer');
+  const { lossSum } = await shardGradients(model, request.exams, (k, gradient) => copyValues(gradient, targets[k]));
   // dataSync may return the backend's own buffer, so the statistics are copied before transfer.
   const movingStatistics = model.nonTrainableWeights.map((w) => new Float32Array(w.read().dataSync()));
-  send({ type: 'gradients', id: request.id, lossSum, gradients: gradients.map((g) => new Float32Array(g)), movingStatistics });
+  send({ type: 'gradients', id: request.id, lossSum, gradients: gradientBuffer, gradientSizes: sizes, movingStatistics });
 }
 
 start().catch((error: Error) => send({ type: 'failed', message: error.message, stack: error.stack }));

@@ -4,19 +4,23 @@ import type { ExamInput, LabelledExam } from '../covnet/exam';
 /** Data a gradient worker starts with: the model it builds a replica of. */
 export type WorkerSetup = CovnetOptions;
 
-/** Request: set every model weight (model.weights order), then compute the gradient of `exams`. */
+/**
+ * Request: set every model weight from `weights`, which holds their float32 values one
+ * after another in model.weights order, then compute the gradient of `exams`. The buffer
+ * is shared by every worker and rewritten by the pool only between requests.
+ */
 export interface GradientRequest {
   kind: 'gradients';
   id: number;
-  weights: Float32Array[];
+  weights: SharedArrayBuffer;
   exams: LabelledExam[];
 }
 
-/** Request: set every model weight, then compute the per-slice pooled features of `exam` in inference mode. */
+/** Request: set every model weight as for GradientRequest, then compute the per-slice pooled features of `exam` in inference mode. */
 export interface FeatureRequest {
   kind: 'features';
   id: number;
-  weights: Float32Array[];
+  weights: SharedArrayBuffer;
   exam: ExamInput;
 }
 
@@ -28,8 +32,13 @@ export type WorkerMessage =
       type: 'gradients';
       id: number;
       lossSum: number;
-      /** Gradients of the summed cross-entropy, in model.trainableWeights order. */
-      gradients: Float32Array[];
+      /**
+       * Gradients of the summed cross-entropy, one after another in model.trainableWeights
+       * order. The worker keeps this buffer and writes the next request's gradients into it.
+       */
+      gradients: SharedArrayBuffer;
+      /** Number of values of each gradient in `gradients`. */
+      gradientSizes: number[];
       /** Non-trainable weights (BN moving statistics) after the step, in model.nonTrainableWeights order. */
       movingStatistics: Float32Array[];
     }
