@@ -60,9 +60,13 @@ for (const source of ['conv-avx2', 'batch-norm', 'adam']) {
   objects.push(path.join(outDir, `${source}.o`));
   run(compiler, [...common, '-O3', '-mavx2', '-mfma', '-fno-math-errno', '-c', `src/${source}.cc`, '-o', objects[objects.length - 1]]);
 }
+// The FedAvg fold must round each product before adding it, so it gets no FMA and no
+// contraction of a multiply and an add into one; F16C converts float16 updates.
+objects.push(path.join(outDir, 'fedavg-fold.o'));
+run(compiler, [...common, '-O3', '-mavx2', '-mf16c', '-ffp-contract=off', '-pthread', '-c', 'src/fedavg-fold.cc', '-o', objects[objects.length - 1]]);
 objects.push(path.join(outDir, 'addon.o'));
 run(compiler, [...common, '-O2', '-c', 'src/addon.cc', '-o', objects[objects.length - 1]]);
-run(compiler, ['-shared', ...objects, '-o', partial]);
+run(compiler, ['-shared', '-pthread', ...objects, '-o', partial]);
 // Renamed into place, so a build that is interrupted never leaves a half-written addon.
 const built = fs.readFileSync(partial);
 const stamp = { bytes: built.length, sha256: require('node:crypto').createHash('sha256').update(built).digest('hex') };
