@@ -35,7 +35,7 @@ export function loadNativeFold(): { fold: NativeFold; reason?: undefined } | { f
 /** Returns a sentence for the startup log on how FedAvg folds updates in this process, and why. */
 export function describeFoldKernel(): string {
   const native = loadNativeFold();
-  if (native.fold !== null) return `FedAvg folds updates with the native AVX2 kernel on ${native.fold.threads} threads`;
+  if (native.fold !== null) return `FedAvg folds updates with the native AVX2 kernel on ${native.fold.threads} thread${native.fold.threads === 1 ? '' : 's'}`;
   return `FedAvg folds updates with the WebAssembly SIMD kernel on the main thread, because the native kernels are unavailable: ${native.reason}`;
 }
 
