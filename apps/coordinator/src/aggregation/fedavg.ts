@@ -200,8 +200,9 @@ export class FedAvgAccumulator {
   /**
    * Adds the updates in list order, BATCH_SLOTS at a time, with the same
    * result bit for bit as one `add` per update in that order.
-   * @throws Error when a weight is not a positive number, or what `readTile` throws.
-   * After a `readTile` error the sum holds part of a batch, so the caller must `reset` and fold again.
+   * @throws Error when a weight is not a positive number, or when a stored update cannot be
+   * read (from `readTile`, `nativeSource` or the native fold). After a read error the sum
+   * contains part of a batch, so the caller must `reset` and fold again.
    */
   addBatch(updates: readonly TiledUpdate[]): void {
     this.checkNotConsumed();
