@@ -147,7 +147,10 @@ export class FedAvgAccumulator {
   private readonly sumValues: Float64Array;
   private readonly starts: Float64Array;
   private readonly native: NativeFold | null;
-  /** The kernel that folds updates which the native fold can read; others take the wasm kernel or, for a large model, the scalar loop. */
+  /**
+   * Kernel of this accumulator. With `native`, a batch with an update that offers no
+   * `nativeSource` is folded by the wasm kernel, or by the scalar loop for a model too large for wasm memory.
+   */
   readonly kernel: FoldKernel;
   // Tile of the scalar path, which folds the updates one after another per tile.
   private scalarTile: Float32Array | null = null;
