@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FedAvgAccumulator, type ModelLayout } from '../apps/coordinator/src/aggregation/fedavg';
+import { describeFoldKernel } from '../apps/coordinator/src/aggregation/native-fold';
 import { StoredUpdate } from '../apps/coordinator/src/aggregation/stored-update';
 import { decodeWeights, encodeWeights, type NamedTensor } from '@covnet/protocol';
 
@@ -73,6 +74,8 @@ interface FoldMeasurement {
   /** Six `add` calls with the decoded tensors in memory, as `fedAvg` does. */
   inMemory: number;
   peakRssMb: number;
+  /** Kernel that folded, as the coordinator logs it at startup. */
+  kernel: string;
 }
 
 /**
@@ -126,6 +129,7 @@ function measureFolds(): FoldMeasurement {
       batchedFresh: median(times.batchedFresh),
       inMemory: median(times.inMemory),
       peakRssMb: process.resourceUsage().maxRSS / 1024,
+      kernel: describeFoldKernel(),
     };
   } finally {
     rmSync(directory, { recursive: true, force: true });
@@ -161,7 +165,7 @@ export async function benchFedAvg() {
       name: 'fedavg.resnet50x6.gb_per_s',
       value: gigabytes / measured.batched,
       unit: 'GB/s',
-      note: `six waiting updates in one batched pass, median ${(measured.batched * 1000).toFixed(0)} ms, ${versus(measured.batched)}; fresh accumulator ${(gigabytes / measured.batchedFresh).toFixed(2)} GB/s; os.cpus().length ${cpus().length}`,
+      note: `six waiting updates in one batched pass, median ${(measured.batched * 1000).toFixed(0)} ms, ${versus(measured.batched)}; fresh accumulator ${(gigabytes / measured.batchedFresh).toFixed(2)} GB/s; os.cpus().length ${cpus().length}; ${measured.kernel}`,
     },
     {
       name: 'fedavg.resnet50x6.one_at_a_time_gb_per_s',

@@ -2,6 +2,18 @@
 # The coordinator: NestJS over socket.io and REST, on SQLite in /var/lib/covnet
 # or on PostgreSQL from DATABASE_URL. Build from the repository root:
 #   docker build -f docker/coordinator.Dockerfile -t covnet-coordinator .
+
+# ---- the native kernels, whose FedAvg fold the coordinator uses; the compiler stays here ----
+FROM node:20.19-bookworm-slim AS native-kernels
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app/libs/native-kernels
+COPY libs/native-kernels/package.json libs/native-kernels/build.cjs ./
+COPY libs/native-kernels/src src
+# Where the build fails (a CPU other than x86-64), build.cjs exits 0 and leaves the reason in
+# build/build-error.txt, which the coordinator logs at startup before folding on the wasm kernel.
+RUN node build.cjs
+
+# ---- the coordinator ----
 FROM node:20.19-bookworm-slim
 
 WORKDIR /app
@@ -14,15 +26,19 @@ COPY apps/demo/package.json apps/demo/
 COPY libs/protocol/package.json libs/protocol/
 COPY libs/imaging/package.json libs/imaging/
 COPY libs/model/package.json libs/model/
-# The coordinator never trains: the native kernels' install script finds no compiler in
-# this image, says so and leaves them unbuilt.
+# The native kernels' install script finds no compiler in this image and says so; their
+# build is copied from the stage above once npm ci is done.
 COPY libs/native-kernels/package.json libs/native-kernels/build.cjs libs/native-kernels/
 # --omit=optional leaves out the native TensorFlow packages, which the
 # coordinator never loads. better-sqlite3 needs its install script.
-RUN npm ci --omit=optional --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=optional --no-audit --no-fund && npm cache clean --force && rm -rf libs/native-kernels/build
 
 COPY tsconfig.base.json tsconfig.json ./
 COPY libs/protocol libs/protocol
+COPY libs/native-kernels/src libs/native-kernels/src
+# The addon, or the reason it was not built. Where it is missing or the CPU lacks AVX2, the
+# coordinator logs why at startup and folds FedAvg updates on the wasm kernel.
+COPY --from=native-kernels /app/libs/native-kernels/build libs/native-kernels/build
 COPY apps/coordinator apps/coordinator
 
 # Non-root: the node image's user "node" (uid 1000) owns only the data dir.

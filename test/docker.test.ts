@@ -149,7 +149,8 @@ describe('docker/compose.yaml', () => {
 });
 
 describe('docker/coordinator.Dockerfile', () => {
-  const [stage] = stages('docker/coordinator.Dockerfile');
+  const all = stages('docker/coordinator.Dockerfile');
+  const stage = all.at(-1)!;
 
   it('runs as a non-root user with a health check on its port', () => {
     expect(stage.from).toMatch(/^node:20\.\d+/);
@@ -172,8 +173,18 @@ describe('docker/coordinator.Dockerfile', () => {
     expect(existsSync(join(ROOT, entrypoint[1].replace('/app/', '')))).toBe(true);
   });
 
+  it('copies the native kernels built with g++', () => {
+    const native = all.find((s) => s.name === 'native-kernels')!;
+    expect(native.lines.join('\n')).toMatch(/apt-get install[^\n]* g\+\+/);
+    expect(instruction(native.lines, 'RUN')).toContain('node build.cjs');
+    const lines = stage.lines.join('\n');
+    expect(lines).toContain('COPY libs/native-kernels/src libs/native-kernels/src');
+    const copied = lines.indexOf('COPY --from=native-kernels /app/libs/native-kernels/build libs/native-kernels/build');
+    expect(copied).toBeGreaterThan(lines.indexOf('npm ci'));
+  });
+
   it('copies only paths that exist', () => {
-    for (const copy of instruction(stage.lines, 'COPY')) {
+    for (const copy of instruction(all.flatMap((s) => s.lines), 'COPY').filter((line) => !line.startsWith('--from'))) {
       const sources = copy.split(/\s+/).slice(0, -1).filter((part) => !part.startsWith('--'));
       for (const source of sources) expect(existsSync(join(ROOT, source)), source).toBe(true);
     }

@@ -20,6 +20,7 @@ import { httpsOptionsOf, isLoopbackHost } from './config/tls';
 import { LimitedIoAdapter } from './gateway/socket-io-adapter';
 import { SiteSessions, type DoneDelivery } from './sites/site-sessions';
 import { logTlsClientErrors } from './auth/tls-client-errors';
+import { describeFoldKernel, loadNativeFold } from './aggregation/native-fold';
 
 /** Largest JSON request body of the REST API; the largest legitimate one, an experiment's settings, is under 2 KiB. */
 export const MAX_JSON_BODY_BYTES = 64 * 1024;
@@ -89,6 +90,8 @@ export async function startCoordinator(flags: CoordinatorConfig, logger: Logger 
   const scheme = httpsOptions === null ? 'http' : 'https';
   if (httpsOptions !== null) logTlsClientErrors(app.getHttpServer() as HttpsServer, logger);
   logger.info({ host: config.host, port, scheme, experiments: runtimes.names() }, 'coordinator listening');
+  // Experiments started later over the REST API may use FedAvg too, so this is logged whatever the configured rules.
+  logger.info({ fedavgKernel: loadNativeFold().fold === null ? 'wasm' : 'native' }, describeFoldKernel());
   if (scheme === 'http' && !isLoopbackHost(config.host)) {
     logger.warn(
       { host: config.host, port },

@@ -5,6 +5,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { describePayload, encodeWeights, type NamedTensor, type TrainTask, type UpdateCommitReply } from '@covnet/protocol';
 import { fedAvg } from '../src/aggregation/fedavg';
+import { loadNativeFold } from '../src/aggregation/native-fold';
 import { FakeAgent } from './support/fake-agent';
 import { INITIAL_META, TOKENS, initialTensors, queryDatabase, startFixture, type Fixture } from './support/fixtures';
 
@@ -66,9 +67,10 @@ describe('FedAvg updates committed together', () => {
     expect(replies).toEqual(sites.map(() => ({ ok: true, accepted: true })));
 
     const rows = await queryDatabase<{ site: keyof typeof TOKENS }>(fixture, 'SELECT site FROM updates ORDER BY id');
-    const passes = lines
-      .map((line) => JSON.parse(line) as { msg: string; updates?: number })
-      .filter((entry) => entry.msg.endsWith('waiting updates folded in one batched pass'));
+    const entries = lines.map((line) => JSON.parse(line) as { msg: string; updates?: number; fedavgKernel?: string });
+    const kernelLines = entries.filter((entry) => entry.msg.startsWith('FedAvg folds updates with'));
+    expect(kernelLines.map((entry) => entry.fedavgKernel)).toEqual([loadNativeFold().fold === null ? 'wasm' : 'native']);
+    const passes = entries.filter((entry) => entry.msg.endsWith('waiting updates folded in one batched pass'));
     expect(passes.map((entry) => entry.updates).some((n) => n! >= 2), `batched passes: ${JSON.stringify(passes)}`).toBe(true);
 
     await agents[0].next('round:evaluate');

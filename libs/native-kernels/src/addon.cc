@@ -13,13 +13,15 @@
 #include "adam.h"
 #include "batch-norm.h"
 #include "conv-avx2.h"
+#include "fedavg-fold.h"
 
 namespace {
 
-bool cpuHasAvx2Fma() {
+// F16C converts float16 updates in the FedAvg fold. The AVX2 CPUs of Intel and AMD all have it.
+bool cpuSupportsKernels() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #else
   return false;
 #endif
@@ -372,18 +374,168 @@ napi_value UseConvolutionInstructions(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Reads a Float64Array argument, or throws a JS TypeError naming `name`.
+bool getDoubles(napi_env env, napi_value value, const char* name, double*& data, size_t& length) {
+  bool isTyped = false;
+  napi_is_typedarray(env, value, &isTyped);
+  napi_typedarray_type type;
+  void* raw = nullptr;
+  if (isTyped && napi_get_typedarray_info(env, value, &type, &length, &raw, nullptr, nullptr) == napi_ok && type == napi_float64_array) {
+    data = static_cast<double*>(raw);
+    return true;
+  }
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", (std::string(name) + " must be a Float64Array").c_str());
+  return false;
+}
+
+bool isNullOrUndefined(napi_env env, napi_value value) {
+  napi_valuetype type;
+  napi_typeof(env, value, &type);
+  return type == napi_null || type == napi_undefined;
+}
+
+// Reads an array of Float32Arrays whose lengths are the tensor sizes of `starts`.
+bool getTensorArrays(napi_env env, napi_value value, const std::string& name, const std::vector<size_t>& starts, std::vector<float*>& out) {
+  bool isArray = false;
+  napi_is_array(env, value, &isArray);
+  uint32_t count = 0;
+  if (!isArray || napi_get_array_length(env, value, &count) != napi_ok || count + 1 != starts.size()) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", (name + " must be an array of " + std::to_string(starts.size() - 1) + " Float32Arrays, one per tensor").c_str());
+    return false;
+  }
+  out.resize(count);
+  for (uint32_t k = 0; k < count; k++) {
+    napi_value element;
+    Floats tensor;
+    const std::string tensorName = name + "[" + std::to_string(k) + "]";
+    if (napi_get_element(env, value, k, &element) != napi_ok || !getFloats(env, element, tensorName.c_str(), tensor)) return false;
+    if (tensor.length != starts[k + 1] - starts[k]) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (tensorName + " holds " + std::to_string(tensor.length) + " values, the tensor has " + std::to_string(starts[k + 1] - starts[k])).c_str());
+      return false;
+    }
+    out[k] = tensor.data;
+  }
+  return true;
+}
+
+// Whether `value` is an integer from 0 to 2^53.
+bool isIndex(double value) { return value >= 0 && value <= 9007199254740992.0 && std::floor(value) == value; }
+
+// Reads sources[j]: {weight, tensors} for an update in memory, or {weight, descriptor, path,
+// bytesPerValue, byteOffsets} for a stored one.
+bool getFoldSource(napi_env env, napi_value value, uint32_t j, const std::vector<size_t>& starts, covnet::FoldSource& out) {
+  const std::string name = "sources[" + std::to_string(j) + "]";
+  napi_valuetype type;
+  napi_typeof(env, value, &type);
+  napi_value weight, tensors, descriptor, path, bytesPerValue, byteOffsets;
+  if (type != napi_object || napi_get_named_property(env, value, "weight", &weight) != napi_ok || napi_get_value_double(env, weight, &out.weight) != napi_ok || !std::isfinite(out.weight) ||
+      !(out.weight > 0)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", (name + " must be an object with a positive finite weight").c_str());
+    return false;
+  }
+  napi_get_named_property(env, value, "tensors", &tensors);
+  if (!isNullOrUndefined(env, tensors)) {
+    std::vector<float*> data;
+    if (!getTensorArrays(env, tensors, name + ".tensors", starts, data)) return false;
+    out.tensors.assign(data.begin(), data.end());
+    return true;
+  }
+  napi_get_named_property(env, value, "descriptor", &descriptor);
+  napi_get_named_property(env, value, "path", &path);
+  napi_get_named_property(env, value, "bytesPerValue", &bytesPerValue);
+  napi_get_named_property(env, value, "byteOffsets", &byteOffsets);
+  int32_t fd = -1;
+  int32_t bytes = 0;
+  size_t pathLength = 0;
+  if (napi_get_value_int32(env, descriptor, &fd) != napi_ok || fd < 0 || napi_get_value_int32(env, bytesPerValue, &bytes) != napi_ok || (bytes != 2 && bytes != 4) ||
+      napi_get_value_string_utf8(env, path, nullptr, 0, &pathLength) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", (name + " must have tensors, or a descriptor, a path and bytesPerValue 2 or 4").c_str());
+    return false;
+  }
+  out.descriptor = fd;
+  out.bytesPerValue = bytes;
+  out.path.resize(pathLength + 1);
+  napi_get_value_string_utf8(env, path, out.path.data(), pathLength + 1, &pathLength);
+  out.path.resize(pathLength);
+  double* offsets = nullptr;
+  size_t offsetCount = 0;
+  if (!getDoubles(env, byteOffsets, (name + ".byteOffsets").c_str(), offsets, offsetCount)) return false;
+  if (offsetCount + 1 != starts.size()) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (name + ".byteOffsets holds " + std::to_string(offsetCount) + " offsets, expected one per tensor: " + std::to_string(starts.size() - 1)).c_str());
+    return false;
+  }
+  for (size_t k = 0; k < offsetCount; k++) {
+    if (!isIndex(offsets[k])) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (name + ".byteOffsets[" + std::to_string(k) + "] is not a byte offset: " + std::to_string(offsets[k])).c_str());
+      return false;
+    }
+    out.byteOffsets.push_back(static_cast<int64_t>(offsets[k]));
+  }
+  return true;
+}
+
+napi_value FedAvgFold(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (!getArguments(env, info, argv, "fedAvgFold(sum, starts, sources, overwrite, divisor, outputs, threads)")) return nullptr;
+  covnet::FoldJob job;
+  size_t sumLength = 0;
+  double* starts = nullptr;
+  size_t startCount = 0;
+  if (!getDoubles(env, argv[0], "sum", job.sum, sumLength) || !getDoubles(env, argv[1], "starts", starts, startCount)) return nullptr;
+  for (size_t k = 0; k < startCount; k++) {
+    if (!isIndex(starts[k]) || (k == 0 ? starts[k] != 0 : starts[k] < starts[k - 1])) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("starts must rise from 0, but starts[" + std::to_string(k) + "] is " + std::to_string(starts[k])).c_str());
+      return nullptr;
+    }
+    job.starts.push_back(static_cast<size_t>(starts[k]));
+  }
+  if (startCount == 0 || job.starts.back() != sumLength) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("sum holds " + std::to_string(sumLength) + " values, but starts ends at " + (startCount == 0 ? std::string("nothing") : std::to_string(job.starts.back()))).c_str());
+    return nullptr;
+  }
+
+  bool isArray = false;
+  napi_is_array(env, argv[2], &isArray);
+  uint32_t sourceCount = 0;
+  if (!isArray || napi_get_array_length(env, argv[2], &sourceCount) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sources must be an array");
+    return nullptr;
+  }
+  job.sources.resize(sourceCount);
+  for (uint32_t j = 0; j < sourceCount; j++) {
+    napi_value element;
+    if (napi_get_element(env, argv[2], j, &element) != napi_ok || !getFoldSource(env, element, j, job.starts, job.sources[j])) return nullptr;
+  }
+
+  int32_t threads = 0;
+  if (napi_get_value_bool(env, argv[3], &job.overwrite) != napi_ok || napi_get_value_double(env, argv[4], &job.divisor) != napi_ok ||
+      napi_get_value_int32(env, argv[6], &threads) != napi_ok || threads < 1 || threads > 64) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "overwrite must be a boolean, divisor a number and threads an integer from 1 to 64");
+    return nullptr;
+  }
+  job.threads = threads;
+  if (!isNullOrUndefined(env, argv[5])) {
+    if (!(job.divisor > 0) || !std::isfinite(job.divisor)) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "divisor must be a positive finite number when outputs are given");
+      return nullptr;
+    }
+    if (!getTensorArrays(env, argv[5], "outputs", job.starts, job.outputs)) return nullptr;
+  }
+  return guarded(env, [&] { covnet::fedAvgFold(job); });
+}
+
 napi_value Unsupported(napi_env env, napi_callback_info) {
-  napi_throw_error(env, "ERR_NATIVE_KERNEL", "this CPU lacks AVX2 or FMA");
+  napi_throw_error(env, "ERR_NATIVE_KERNEL", "this CPU lacks AVX2, FMA or F16C");
   return nullptr;
 }
 
 napi_value Init(napi_env env, napi_value exports) {
-  const bool ok = cpuHasAvx2Fma();
+  const bool ok = cpuSupportsKernels();
   napi_value reason;
   if (ok) {
     napi_get_null(env, &reason);
   } else {
-    napi_create_string_utf8(env, "this CPU lacks AVX2 or FMA, which the native convolution kernels need", NAPI_AUTO_LENGTH, &reason);
+    napi_create_string_utf8(env, "this CPU lacks AVX2, FMA or F16C, which the native kernels need", NAPI_AUTO_LENGTH, &reason);
   }
   napi_property_descriptor props[] = {
       {"unsupportedReason", nullptr, nullptr, nullptr, nullptr, reason, napi_enumerable, nullptr},
@@ -398,6 +550,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"adamStepMean", nullptr, ok ? AdamStepMean : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"convolutionInstructions", nullptr, ok ? ConvolutionInstructions : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"useConvolutionInstructions", nullptr, ok ? UseConvolutionInstructions : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"fedAvgFold", nullptr, ok ? FedAvgFold : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -3,7 +3,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /**
- * The kernels of build/covnet_kernels.node: convolutions, batch normalisation and the max-pool gradient. Each reads and writes the given
+ * One update of `fedAvgFold`: its tensors in layout order in memory, or a stored weight file
+ * open as `descriptor` whose tensor k starts at byte `byteOffsets[k]`, with float32
+ * (`bytesPerValue` 4) or float16 (2) values. `path` names the file in errors.
+ */
+export type NativeFoldSource =
+  | { weight: number; tensors: Float32Array[] }
+  | { weight: number; descriptor: number; path: string; bytesPerValue: 2 | 4; byteOffsets: Float64Array };
+
+/**
+ * The kernels of build/covnet_kernels.node: convolutions, batch normalisation, the max-pool gradient, Adam and the FedAvg fold. Each reads and writes the given
  * Float32Arrays in place (NHWC input, [kh, kw, in, out] filter) and checks their lengths
  * against `shape`: [n, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels,
  * filterHeight, filterWidth, strideHeight, strideWidth, padTop, padLeft].
@@ -56,10 +65,6 @@ export interface NativeKernels {
    * part order and rounded to float32 after each addition, and the tensor split over
    * `threads` threads.
    */
-  /** The instruction set the convolutions run on: AVX-512 where the CPU has it, else AVX2. */
-  convolutionInstructions(): ConvolutionInstructions;
-  /** Switches the convolutions of every thread to an instruction set. @throws Error for AVX-512 on a CPU without it. */
-  useConvolutionInstructions(name: ConvolutionInstructions): void;
   adamStepMean(
     w: Float32Array,
     m: Float32Array,
@@ -77,6 +82,21 @@ export interface NativeKernels {
     correction2: number,
     threads: number,
   ): void;
+  /** The instruction set the convolutions run on: AVX-512 where the CPU has it, else AVX2. */
+  convolutionInstructions(): ConvolutionInstructions;
+  /** Switches the convolutions of every thread to an instruction set. @throws Error for AVX-512 on a CPU without it. */
+  useConvolutionInstructions(name: ConvolutionInstructions): void;
+  /**
+   * Folds updates into a float64 FedAvg sum on `threads` threads, the calling one included.
+   * Per value: s = (overwrite ? 0 : sum[i]), then s = s + weight * x for each source in list
+   * order, each product and sum rounded to float64 (no fused multiply-add). Writes s to `sum`,
+   * or, when `outputs` is given, float32(s / divisor) to the outputs and leaves `sum` alone.
+   * @param starts first value of each tensor in `sum`, followed by sum.length.
+   * @param outputs one Float32Array per tensor, or null to write the sum.
+   * @throws Error naming the file and byte when a stored update cannot be read or ends early.
+   * The sum then contains the sources in some values only. TypeError or RangeError for invalid arguments.
+   */
+  fedAvgFold(sum: Float64Array, starts: Float64Array, sources: readonly NativeFoldSource[], overwrite: boolean, divisor: number, outputs: Float32Array[] | null, threads: number): void;
 }
 
 export type ConvolutionInstructions = 'avx512' | 'avx2';
@@ -99,7 +119,7 @@ let cached: NativeKernelsLoad | undefined;
 
 /**
  * Loads the native kernels once per thread, or returns why they cannot be used: the install
- * step did not build them (and why, from its log), the CPU lacks AVX2 or FMA, or
+ * step did not build them (and why, from its log), the CPU lacks AVX2, FMA or F16C, or
  * COVNET_NATIVE_KERNELS=0 turns them off.
  */
 export function loadNativeKernels(): NativeKernelsLoad {

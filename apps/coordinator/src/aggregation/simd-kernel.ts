@@ -349,6 +349,8 @@ export class SimdSum {
   private readonly weights: Float64Array;
   private readonly tiles: Float32Array[];
   private readonly output: Float32Array;
+  /** The float64 sum at the start of wasm memory, which the native fold reads and writes in place. */
+  readonly values: Float64Array;
 
   /** @throws RangeError when `length` is above SIMD_SUM_MAX_VALUES. */
   constructor(readonly length: number) {
@@ -359,6 +361,7 @@ export class SimdSum {
     this.tableAddress = this.quotientAddress + TILE_BYTES;
     this.memory = new wasm.Memory({ initial: Math.ceil((this.tableAddress + BATCH_SLOTS * TABLE_ENTRY_BYTES) / PAGE_BYTES) });
     this.kernel = new wasm.Instance(compiled, { env: { memory: this.memory } }).exports as unknown as KernelExports;
+    this.values = new Float64Array(this.memory.buffer, 0, length);
     const addresses = new Int32Array(this.memory.buffer, this.tableAddress, BATCH_SLOTS * 4);
     this.weights = new Float64Array(this.memory.buffer, this.tableAddress, BATCH_SLOTS * 2);
     this.tiles = [];

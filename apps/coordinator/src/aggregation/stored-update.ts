@@ -1,4 +1,5 @@
 import { closeSync, openSync, readSync } from 'node:fs';
+import type { NativeFoldSource } from '@covnet/native-kernels';
 import { float16Table, type DecodedWeights } from '@covnet/protocol';
 import { LayoutRanges, layoutMismatch, type ModelLayout, type TiledUpdate } from './fedavg';
 import { TILE_VALUES } from './simd-kernel';
@@ -6,12 +7,14 @@ import { TILE_VALUES } from './simd-kernel';
 /**
  * An accepted update read back tile by tile from its stored weight file, so
  * that an update waiting to be folded takes no memory beyond its file
- * descriptor. Values are read straight into the fold's tile in wasm memory.
- * The file is opened at the first `readTile` and closed by `release`.
+ * descriptor. The native fold reads the file itself with the offsets of
+ * `nativeSource`. The wasm fold reads values straight into its tile in wasm
+ * memory with `readTile`. The file is opened at the first `readTile` or
+ * `nativeSource` and closed by `release`.
  */
 export class StoredUpdate implements TiledUpdate {
   private readonly ranges: LayoutRanges;
-  private readonly byteOffsets: number[];
+  private readonly byteOffsets: Float64Array;
   private readonly bytesPerValue: number;
   private descriptor: number | null = null;
   private halfTile: Uint16Array | null = null;
@@ -32,13 +35,13 @@ export class StoredUpdate implements TiledUpdate {
     if (mismatch) throw new Error(`stored update ${path} does not fit the global model: ${mismatch}`);
     this.ranges = new LayoutRanges(layout);
     const offsetByName = new Map(decoded.tensors.map((tensor, i) => [tensor.name, decoded.dataOffsets[i]]));
-    this.byteOffsets = layout.map((entry) => offsetByName.get(entry.name)!);
+    this.byteOffsets = Float64Array.from(layout, (entry) => offsetByName.get(entry.name)!);
     this.bytesPerValue = decoded.dtype === 'float32' ? 4 : 2;
   }
 
   /** @throws Error when the file cannot be read or ends before the values. */
   readTile(start: number, count: number, target: Float32Array): void {
-    const descriptor = (this.descriptor ??= openSync(this.path, 'r'));
+    const descriptor = this.open();
     this.ranges.forEachPiece(start, count, (k, from, to, at) => {
       const position = this.byteOffsets[k] + from * this.bytesPerValue;
       if (this.bytesPerValue === 4) {
@@ -53,10 +56,19 @@ export class StoredUpdate implements TiledUpdate {
     });
   }
 
+  /** Opens the file and returns where the native fold reads the values. @throws Error when the file cannot be opened. */
+  nativeSource(): NativeFoldSource {
+    return { weight: this.weight, descriptor: this.open(), path: this.path, bytesPerValue: this.bytesPerValue === 4 ? 4 : 2, byteOffsets: this.byteOffsets };
+  }
+
   release(): void {
     if (this.descriptor === null) return;
     closeSync(this.descriptor);
     this.descriptor = null;
+  }
+
+  private open(): number {
+    return (this.descriptor ??= openSync(this.path, 'r'));
   }
 
   private readExactly(descriptor: number, into: Uint8Array, position: number): void {
