@@ -14,6 +14,7 @@ const INFER_RUNS = 2;
 const TRAIN_SLICES_PER_EXAM = 2;
 const TRAIN_EXAMS_PER_THREAD = 2;
 const TRAIN_STEPS = 3;
+const ANCHOR_RUNS = 3;
 
 /** Grey slices with a smooth gradient and a bright disc, so activations are not all zero. */
 function syntheticExam(slices: number, seed: number): LabelledExam['input'] {
@@ -64,7 +65,12 @@ async function inferRuns(workers: number): Promise<{ seconds: number; cpuSeconds
   }
 }
 
-/** Measures training slices per second and CPU seconds per slice: the best of TRAIN_STEPS Adam steps after a warm-up step. */
+/**
+ * Measures training slices per second and CPU seconds per slice: the best of TRAIN_STEPS
+ * Adam steps of one training run, after its first step. As in a round of local training,
+ * the steps share one optimizer, whose moments the first step allocates; PyTorch's anchor
+ * likewise times a step after the one that creates Adam's state.
+ */
 async function trainRuns(workers: number): Promise<{ slicesPerSecond: number; cpuSecondsPerSlice: number }> {
   const model = createCovnet({ backbone: 'resnet50', inputSize: INPUT_SIZE, seed: 1, workers });
   try {
@@ -74,15 +80,23 @@ async function trainRuns(workers: number): Promise<{ slicesPerSecond: number; cp
       input: syntheticExam(TRAIN_SLICES_PER_EXAM, i + 1),
       label: (i % 3) as 0 | 1 | 2,
     }));
-    // BN recalibration is a forward pass at the end of a round, not part of a step.
-    const hyper = { epochs: 1, learningRate: 1e-4, batchSize: examsPerStep, recalibrateBatchNorm: false };
-    await model.trainLocal(exams, hyper);
     const runs: Run[] = [];
-    for (let step = 0; step < TRAIN_STEPS; step++) {
-      runs.push(await measure(() => model.trainLocal(exams, hyper)));
-      const rate = slicesPerStep / runs[step].wallSeconds;
-      progress(`${workers} thread(s): training step at ${rate.toFixed(2)} slices/s (${(runs[step].cpuSeconds / slicesPerStep).toFixed(2)} s of CPU per slice)`);
-    }
+    let wallBefore = performance.now();
+    let cpuBefore = process.cpuUsage();
+    const onStep = (step: number) => {
+      const cpu = process.cpuUsage(cpuBefore);
+      const run = { wallSeconds: (performance.now() - wallBefore) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+      if (step > 1) {
+        runs.push(run);
+        progress(`${workers} thread(s): training step at ${(slicesPerStep / run.wallSeconds).toFixed(2)} slices/s (${(run.cpuSeconds / slicesPerStep).toFixed(2)} s of CPU per slice)`);
+      }
+      wallBefore = performance.now();
+      cpuBefore = process.cpuUsage();
+    };
+    // Each epoch is one step over the same exams. BN recalibration is a forward pass at the
+    // end of a round, not part of a step.
+    const hyper = { epochs: TRAIN_STEPS + 1, learningRate: 1e-4, batchSize: examsPerStep, recalibrateBatchNorm: false, onStep };
+    await model.trainLocal(exams, hyper);
     return {
       slicesPerSecond: slicesPerStep / Math.min(...runs.map((r) => r.wallSeconds)),
       cpuSecondsPerSlice: Math.min(...runs.map((r) => r.cpuSeconds)) / slicesPerStep,
@@ -100,22 +114,32 @@ interface TorchAnchor {
 
 /**
  * Runs the PyTorch anchor (torch_covnet.py beside the shared data, with the system Python
- * and two threads) and returns its seconds for one 64-slice exam and its training slices
- * per second on a 16-slice exam. Returns undefined, with a message, when the script or
- * torch is missing.
+ * and two threads) ANCHOR_RUNS times and returns its best seconds for one 64-slice exam
+ * and its best training slices per second on a 16-slice exam. The script times a single
+ * step per run, and other jobs on a shared machine slowed single runs by up to half, so
+ * its best run is set against this side's best step. Returns undefined, with a message,
+ * when the script or torch is missing.
  */
 function measureTorch(): TorchAnchor | undefined {
-  const run = spawnSync('/usr/bin/python3', [join(ANCHORS, 'torch_covnet.py'), String(INFER_SLICES)], { encoding: 'utf8', timeout: 1_800_000 });
-  const out = run.stdout ?? '';
-  const infer = /^torch (\S+) .*inference exam \d+x\d+x\d+: ([\d.]+)s/m.exec(out);
-  const train = /^train step exam .*\(([\d.]+) slices\/s\)/m.exec(out);
-  if (run.status !== 0 || infer === null || train === null) {
-    const why = run.error?.message ?? (run.stderr ?? '').trim().split('\n').pop() ?? `exit status ${run.status}`;
-    process.stderr.write(`covnet.resnet50.torch_anchor skipped: ${why}\n`);
-    return undefined;
+  const runs: TorchAnchor[] = [];
+  for (let run = 0; run < ANCHOR_RUNS; run++) {
+    const child = spawnSync('/usr/bin/python3', [join(ANCHORS, 'torch_covnet.py'), String(INFER_SLICES)], { encoding: 'utf8', timeout: 1_800_000 });
+    const out = child.stdout ?? '';
+    const infer = /^torch (\S+) .*inference exam \d+x\d+x\d+: ([\d.]+)s/m.exec(out);
+    const train = /^train step exam .*\(([\d.]+) slices\/s\)/m.exec(out);
+    if (child.status !== 0 || infer === null || train === null) {
+      const why = child.error?.message ?? (child.stderr ?? '').trim().split('\n').pop() ?? `exit status ${child.status}`;
+      process.stderr.write(`covnet.resnet50.torch_anchor skipped: ${why}\n`);
+      return undefined;
+    }
+    progress(`PyTorch anchor, run ${run + 1}: ${out.trim().replace(/\n/g, '; ')}`);
+    runs.push({ version: infer[1], inferSeconds: Number(infer[2]), trainSlicesPerSecond: Number(train[1]) });
   }
-  progress(`PyTorch anchor: ${out.trim().replace(/\n/g, '; ')}`);
-  return { version: infer[1], inferSeconds: Number(infer[2]), trainSlicesPerSecond: Number(train[1]) };
+  return {
+    version: runs[0].version,
+    inferSeconds: Math.min(...runs.map((r) => r.inferSeconds)),
+    trainSlicesPerSecond: Math.max(...runs.map((r) => r.trainSlicesPerSecond)),
+  };
 }
 
 /**
@@ -134,7 +158,7 @@ export async function benchCovnet() {
   const workers = choice.rung === 'wasm' ? Math.max(1, cpus().length) : 1;
   let convolutions = '';
   if (choice.convolutions?.kind === 'native-avx2') {
-    convolutions = ', native AVX2 kernels';
+    convolutions = `, native kernels with ${choice.convolutions.instructions === 'avx512' ? 'AVX-512' : 'AVX2'}`;
   } else if (choice.rung === 'wasm') {
     convolutions = ", wasm's XNNPACK convolutions";
   }
@@ -152,7 +176,7 @@ export async function benchCovnet() {
     { name: 'covnet.resnet50.train_cpu_s_per_slice', value: train.cpuSecondsPerSlice, unit: 's', note },
   ];
   if (torch !== undefined) {
-    const anchorNote = `PyTorch ${torch.version} on CPU, 2 threads, run just before`;
+    const anchorNote = `PyTorch ${torch.version} on CPU, 2 threads, best of ${ANCHOR_RUNS} runs just before`;
     figures.push(
       { name: 'covnet.resnet50.torch_anchor.infer_s_per_exam64', value: torch.inferSeconds, unit: 's', note: anchorNote },
       { name: 'covnet.resnet50.torch_anchor.train_slices_per_s', value: torch.trainSlicesPerSecond, unit: 'slices/s', note: `${anchorNote}, one 16-slice exam per step` },
