@@ -4,7 +4,7 @@ import { createCovnet, initBackend, type LabelledExam } from '../src';
 import { drawTransform, sliceWindow, transformExam, type ExamTransform } from '../src/covnet/augmentation';
 import { clipByGlobalNorm } from '../src/covnet/gradient-clipping';
 import { seededRandom } from '../src/covnet/random';
-import { epochOrder } from '../src/covnet/training';
+import { epochOrder, explainingMemory } from '../src/covnet/training';
 import { maxAbsDifference, syntheticExam } from './helpers';
 
 beforeAll(async () => {
@@ -108,6 +108,30 @@ describe('epochOrder', () => {
       expect(rare).toBeGreaterThan(900);
       expect(rare).toBeLessThan(1100);
     });
+  });
+});
+
+describe('explainingMemory', () => {
+  const exams = [syntheticExam(0, 3, 32, 1), syntheticExam(1, 5, 32, 2)];
+
+  it('names the step size when wasm memory runs out', () => {
+    const outOfMemory = () => {
+      throw new WebAssembly.RuntimeError('memory access out of bounds');
+    };
+    // 3 + 5 slices of 32x32 pixels, counted by hand.
+    expect(() => explainingMemory(exams, outOfMemory)).toThrow(
+      'A training step of 2 exams with 8 slices of 32x32 pixels ran out of the backend\'s memory (memory access out of bounds). Lower batchSize or maxSlicesPerExam',
+    );
+  });
+
+  it('passes other errors and results through', () => {
+    const other = new Error('labels must be 0, 1 or 2');
+    expect(() =>
+      explainingMemory(exams, () => {
+        throw other;
+      }),
+    ).toThrow(other);
+    expect(explainingMemory(exams, () => 42)).toBe(42);
   });
 });
 

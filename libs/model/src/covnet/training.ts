@@ -222,7 +222,7 @@ function trainStep(
   optimizer: StepOptimizer,
 ): number {
   let lossSum = 0;
-  const { value, grads } = tf.variableGrads(() => {
+  const { value, grads } = explainingMemory(batch, () => tf.variableGrads(() => {
     const crossEntropy = batchCrossEntropy(
       model,
       batch.map((e) => e.input),
@@ -234,7 +234,7 @@ function trainStep(
       objective = tf.add(objective, tf.mul(proximalTerm(variables, globalWeights), mu / 2));
     }
     return objective as tf.Scalar;
-  }, variables);
+  }, variables));
   try {
     applyStep(
       variables,
@@ -447,14 +447,16 @@ export async function shardGradients(
   collect?: (k: number, gradient: tf.Tensor) => void,
 ): Promise<{ lossSum: number; gradients: Float32Array[] }> {
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const { value, grads } = tf.variableGrads(
-    () =>
-      batchCrossEntropy(
-        model,
-        exams.map((e) => e.input),
-        exams.map((e) => e.label),
-      ),
-    variables,
+  const { value, grads } = explainingMemory(exams, () =>
+    tf.variableGrads(
+      () =>
+        batchCrossEntropy(
+          model,
+          exams.map((e) => e.input),
+          exams.map((e) => e.label),
+        ),
+      variables,
+    ),
   );
   try {
     const lossSum = (await value.data())[0];
@@ -467,5 +469,27 @@ export async function shardGradients(
   } finally {
     value.dispose();
     tf.dispose(grads);
+  }
+}
+
+/**
+ * Runs the gradient computation of a training step. When the backend runs out of memory,
+ * throws an error that gives the step's size and what to lower instead of the backend's bare
+ * message.
+ * NOTE: the wasm backend has at most 4 GB of memory per thread, and a ResNet-50 step at 224
+ * pixels needs about 0.35 GB per slice, so about 10 slices fit per worker. Steps do not yet
+ * split a worker's exams into smaller passes, which batches of long exams would need.
+ */
+export function explainingMemory<T>(exams: readonly LabelledExam[], compute: () => T): T {
+  try {
+    return compute();
+  } catch (error) {
+    if (!(error instanceof Error) || !/memory access out of bounds|out of memory|OOM/i.test(error.message)) throw error;
+    const slices = exams.reduce((sum, exam) => sum + exam.input.slices, 0);
+    const size = exams[0]?.input.size ?? 0;
+    throw new Error(
+      `A training step of ${exams.length} exams with ${slices} slices of ${size}x${size} pixels ran out of the backend's memory (${error.message}). ` +
+        'Lower batchSize or maxSlicesPerExam, or train with more workers, which split each batch by exam.',
+    );
   }
 }
