@@ -63,6 +63,7 @@ const kernels = [
   ['conv-avx512', 'conv-avx2', [...avx2, '-mavx512f', '-DCOVNET_AVX512']],
   ['batch-norm', 'batch-norm', avx2],
   ['adam', 'adam', avx2],
+  ['relu', 'relu', avx2],
   // The FedAvg fold must round each product before adding it, so it gets no FMA and no
   // contraction of a multiply and an add into one; F16C converts float16 updates.
   ['fedavg-fold', 'fedavg-fold', ['-O3', '-mavx2', '-mf16c', '-ffp-contract=off']],

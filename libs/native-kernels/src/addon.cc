@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "adam.h"
+#include "relu.h"
 #include "batch-norm.h"
 #include "conv-avx2.h"
 #include "fedavg-fold.h"
@@ -306,6 +307,15 @@ napi_value AdamStep(napi_env env, napi_callback_info info) {
   });
 }
 
+napi_value ReluGrad(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!getArguments(env, info, argv, "reluGrad(dy, x, dx)")) return nullptr;
+  Floats arrays[3];
+  const char* names[3] = {"dy", "x", "dx"};
+  if (!getSameLengthFloats(env, argv, names, 3, arrays)) return nullptr;
+  return guarded(env, [&] { covnet::reluGrad(static_cast<long>(arrays[0].length), arrays[0].data, arrays[1].data, arrays[2].data); });
+}
+
 // At most this many gradient parts and threads: a part per gradient worker, a thread per core.
 constexpr uint32_t kMaxParts = 256;
 
@@ -547,6 +557,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"batchNormInference", nullptr, ok ? BatchNormInference : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"maxPoolGrad", nullptr, ok ? MaxPoolGrad : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"adamStep", nullptr, ok ? AdamStep : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"reluGrad", nullptr, ok ? ReluGrad : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"adamStepMean", nullptr, ok ? AdamStepMean : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"convolutionInstructions", nullptr, ok ? ConvolutionInstructions : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"useConvolutionInstructions", nullptr, ok ? UseConvolutionInstructions : Unsupported, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

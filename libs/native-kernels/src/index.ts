@@ -82,6 +82,8 @@ export interface NativeKernels {
     correction2: number,
     threads: number,
   ): void;
+  /** dx = dy * step(x), with step 1 above 0, 0 at or below 0 and NaN at NaN, as tfjs's relu gradient. */
+  reluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
   /** The instruction set the convolutions run on: AVX-512 where the CPU has it, else AVX2. */
   convolutionInstructions(): ConvolutionInstructions;
   /** Switches the convolutions of every thread to an instruction set. @throws Error for AVX-512 on a CPU without it. */
