@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src';
 import { batchNormalization } from '../src/covnet/batch-norm-layer';
 import { createAdam } from '../src/covnet/fused-adam';
+import { RELU_GRAD } from '../src/kernels/relu-gradient';
 import { maxAbs, maxAbsDifference, pseudoRandomValues } from './helpers';
 
 type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
@@ -378,6 +379,30 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
         expect(() => call([f(8)], 2, 0)).toThrow(/threads must be an integer from 1/);
       });
     });
+  });
+
+  it('Relu gradient gives the bits of the cpu backend', async () => {
+    // Positive, negative and zero inputs, NaN, and gradients of both signs, so that the
+    // products include -0 and NaN.
+    const x = values([3, 5, 7, 4], 40).map((v, i) => (i % 9 === 0 ? 0 : v));
+    x[5] = Number.NaN;
+    const dy = values([3, 5, 7, 4], 41);
+    dy[7] = Number.NaN;
+    const gradients: Float32Array[] = [];
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const input = tf.tensor4d(x, [3, 5, 7, 4]);
+      const upstream = tf.tensor4d(dy, [3, 5, 7, 4]);
+      const dx = tf.grad((xIn: tf.Tensor) => tf.relu(xIn))(input, upstream);
+      gradients.push((await dx.data()) as Float32Array);
+      tf.dispose([input, upstream, dx]);
+    }
+    expect(tf.getKernel(RELU_GRAD, 'wasm')).toBeDefined();
+    expect(Number.isNaN(gradients[0][5])).toBe(true);
+    expect(gradients[0].some((v) => Object.is(v, -0))).toBe(true);
+    expect(Array.from(gradients[1], (v) => (Number.isNaN(v) ? 'NaN' : Object.is(v, -0) ? '-0' : v))).toEqual(
+      Array.from(gradients[0], (v) => (Number.isNaN(v) ? 'NaN' : Object.is(v, -0) ? '-0' : v)),
+    );
   });
 
   describe('MaxPoolGrad', () => {

@@ -115,8 +115,10 @@ describe('explainingMemory', () => {
   const exams = [syntheticExam(0, 3, 32, 1), syntheticExam(1, 5, 32, 2)];
 
   it('names the step size when wasm memory runs out', () => {
+    // The error that wasm raises when a kernel writes past its memory.
+    const { RuntimeError } = (globalThis as unknown as { WebAssembly: { RuntimeError: ErrorConstructor } }).WebAssembly;
     const outOfMemory = () => {
-      throw new WebAssembly.RuntimeError('memory access out of bounds');
+      throw new RuntimeError('memory access out of bounds');
     };
     // 3 + 5 slices of 32x32 pixels, counted by hand.
     expect(() => explainingMemory(exams, outOfMemory)).toThrow(
