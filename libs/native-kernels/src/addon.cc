@@ -89,6 +89,14 @@ bool getArguments(napi_env env, napi_callback_info info, napi_value (&argv)[N], 
   return false;
 }
 
+// Reads an integer from 1 to `max`. napi_get_value_int32 would take 1.9 as 1 and 2^32 + 2 as 2.
+bool getCount(napi_env env, napi_value value, int32_t max, int32_t& out) {
+  double number = 0;
+  if (napi_get_value_double(env, value, &number) != napi_ok || !(number >= 1 && number <= max) || std::floor(number) != number) return false;
+  out = static_cast<int32_t>(number);
+  return true;
+}
+
 bool getShape(napi_env env, napi_value value, covnet::ConvShape& s) {
   const int32_t* v = nullptr;
   if (!getGeometry(env, value, 13, v)) return false;
@@ -279,15 +287,16 @@ bool getSameLengthFloats(napi_env env, const napi_value* values, const char* con
 
 // Reads rate, beta1, beta2, epsilon and the two bias corrections of an Adam step.
 bool getAdamNumbers(napi_env env, const napi_value* values, float (&out)[6]) {
-  double numbers[6];
+  double number = 0;
   for (int i = 0; i < 6; i++) {
-    if (napi_get_value_double(env, values[i], &numbers[i]) != napi_ok || !std::isfinite(numbers[i])) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "rate, beta1, beta2, epsilon and the corrections must be finite numbers");
+    // The step computes in float32, where 1e39 is infinite and 1e-46 is 0, so the checks apply to the float32 values.
+    if (napi_get_value_double(env, values[i], &number) != napi_ok || !std::isfinite(static_cast<float>(number))) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "rate, beta1, beta2, epsilon and the corrections must be finite numbers in float32");
       return false;
     }
-    out[i] = static_cast<float>(numbers[i]);
+    out[i] = static_cast<float>(number);
   }
-  if (!(numbers[5] > 0) || !(numbers[4] > 0)) {
+  if (!(out[5] > 0) || !(out[4] > 0)) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the bias corrections must be positive");
     return false;
   }
@@ -322,12 +331,6 @@ constexpr uint32_t kMaxParts = 256;
 napi_value AdamStepMean(napi_env env, napi_callback_info info) {
   napi_value argv[15];
   if (!getArguments(env, info, argv, "adamStepMean(w, m, v, parts, divisor, wOut, mOut, vOut, rate, beta1, beta2, epsilon, correction1, correction2, threads)")) return nullptr;
-  Floats arrays[6];
-  const napi_value stateValues[6] = {argv[0], argv[1], argv[2], argv[5], argv[6], argv[7]};
-  const char* names[6] = {"w", "m", "v", "wOut", "mOut", "vOut"};
-  float k[6];
-  if (!getSameLengthFloats(env, stateValues, names, 6, arrays) || !getAdamNumbers(env, argv + 8, k)) return nullptr;
-
   bool isArray = false;
   uint32_t partCount = 0;
   napi_is_array(env, argv[3], &isArray);
@@ -335,12 +338,24 @@ napi_value AdamStepMean(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", ("parts must be an array of 1 to " + std::to_string(kMaxParts) + " Float32Arrays").c_str());
     return nullptr;
   }
+  // Reading an element may run a getter, and a getter may detach or shrink any array, so
+  // every element is read before the data pointer of any array is taken.
+  std::vector<napi_value> partValues(partCount);
+  for (uint32_t p = 0; p < partCount; p++) {
+    if (napi_get_element(env, argv[3], p, &partValues[p]) != napi_ok) return nullptr;
+  }
+
+  Floats arrays[6];
+  const napi_value stateValues[6] = {argv[0], argv[1], argv[2], argv[5], argv[6], argv[7]};
+  const char* names[6] = {"w", "m", "v", "wOut", "mOut", "vOut"};
+  float k[6];
+  if (!getSameLengthFloats(env, stateValues, names, 6, arrays) || !getAdamNumbers(env, argv + 8, k)) return nullptr;
+
   std::vector<const float*> parts(partCount);
   for (uint32_t p = 0; p < partCount; p++) {
-    napi_value element;
     Floats part;
     const std::string name = "parts[" + std::to_string(p) + "]";
-    if (napi_get_element(env, argv[3], p, &element) != napi_ok || !getFloats(env, element, name.c_str(), part)) return nullptr;
+    if (!getFloats(env, partValues[p], name.c_str(), part)) return nullptr;
     if (part.length != arrays[0].length) {
       napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (name + " holds " + std::to_string(part.length) + " values, w holds " + std::to_string(arrays[0].length)).c_str());
       return nullptr;
@@ -349,11 +364,12 @@ napi_value AdamStepMean(napi_env env, napi_callback_info info) {
   }
   double divisor = 0;
   int32_t threads = 0;
-  if (napi_get_value_double(env, argv[4], &divisor) != napi_ok || !(divisor > 0) || !std::isfinite(divisor)) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "divisor must be a positive finite number");
+  // The mean is divided in float32, so the divisor must be positive and finite as a float32.
+  if (napi_get_value_double(env, argv[4], &divisor) != napi_ok || !(static_cast<float>(divisor) > 0) || !std::isfinite(static_cast<float>(divisor))) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "divisor must be a positive finite number in float32");
     return nullptr;
   }
-  if (napi_get_value_int32(env, argv[14], &threads) != napi_ok || threads < 1 || threads > static_cast<int32_t>(kMaxParts)) {
+  if (!getCount(env, argv[14], static_cast<int32_t>(kMaxParts), threads)) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", ("threads must be an integer from 1 to " + std::to_string(kMaxParts)).c_str());
     return nullptr;
   }
@@ -374,11 +390,12 @@ napi_value UseConvolutionInstructions(napi_env env, napi_callback_info info) {
   if (!getArguments(env, info, argv, "useConvolutionInstructions(name)")) return nullptr;
   char name[16] = {0};
   size_t length = 0;
-  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &length) != napi_ok || (std::string(name) != "avx512" && std::string(name) != "avx2")) {
+  // The comparison includes the length, because a NUL inside the string ends a C string early.
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &length) != napi_ok || (std::string(name, length) != "avx512" && std::string(name, length) != "avx2")) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "the instruction set must be 'avx512' or 'avx2'");
     return nullptr;
   }
-  if (!covnet::useAvx512(std::string(name) == "avx512")) {
+  if (!covnet::useAvx512(std::string(name, length) == "avx512")) {
     napi_throw_error(env, "ERR_NATIVE_KERNEL", "this CPU lacks AVX-512 (AVX512F), so the convolutions stay on AVX2");
   }
   return nullptr;
@@ -404,8 +421,9 @@ bool isNullOrUndefined(napi_env env, napi_value value) {
   return type == napi_null || type == napi_undefined;
 }
 
-// Reads an array of Float32Arrays whose lengths are the tensor sizes of `starts`.
-bool getTensorArrays(napi_env env, napi_value value, const std::string& name, const std::vector<size_t>& starts, std::vector<float*>& out) {
+// Reads an array of Float32Arrays whose lengths are the tensor sizes of `starts`, and keeps
+// each one in `values` for retakeData.
+bool getTensorArrays(napi_env env, napi_value value, const std::string& name, const std::vector<size_t>& starts, std::vector<float*>& out, std::vector<napi_value>& values) {
   bool isArray = false;
   napi_is_array(env, value, &isArray);
   uint32_t count = 0;
@@ -414,8 +432,9 @@ bool getTensorArrays(napi_env env, napi_value value, const std::string& name, co
     return false;
   }
   out.resize(count);
+  values.resize(count);
   for (uint32_t k = 0; k < count; k++) {
-    napi_value element;
+    napi_value& element = values[k];
     Floats tensor;
     const std::string tensorName = name + "[" + std::to_string(k) + "]";
     if (napi_get_element(env, value, k, &element) != napi_ok || !getFloats(env, element, tensorName.c_str(), tensor)) return false;
@@ -428,12 +447,27 @@ bool getTensorArrays(napi_env env, napi_value value, const std::string& name, co
   return true;
 }
 
+// Takes the data pointer of a typed array again, once no more JS code runs, and checks that
+// its length is still `length`. A getter of a later argument may have detached or shrunk it.
+template <typename T>
+bool retakeData(napi_env env, napi_value value, const std::string& name, size_t length, T*& data) {
+  napi_typedarray_type type;
+  size_t now = 0;
+  void* raw = nullptr;
+  if (napi_get_typedarray_info(env, value, &type, &now, &raw, nullptr, nullptr) != napi_ok || now != length) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", (name + " changed while the other arguments were read: it holds " + std::to_string(now) + " values, it held " + std::to_string(length)).c_str());
+    return false;
+  }
+  data = static_cast<T*>(raw);
+  return true;
+}
+
 // Whether `value` is an integer from 0 to 2^53.
 bool isIndex(double value) { return value >= 0 && value <= 9007199254740992.0 && std::floor(value) == value; }
 
 // Reads sources[j]: {weight, tensors} for an update in memory, or {weight, descriptor, path,
 // bytesPerValue, byteOffsets} for a stored one.
-bool getFoldSource(napi_env env, napi_value value, uint32_t j, const std::vector<size_t>& starts, covnet::FoldSource& out) {
+bool getFoldSource(napi_env env, napi_value value, uint32_t j, const std::vector<size_t>& starts, covnet::FoldSource& out, std::vector<napi_value>& tensorValues) {
   const std::string name = "sources[" + std::to_string(j) + "]";
   napi_valuetype type;
   napi_typeof(env, value, &type);
@@ -446,7 +480,7 @@ bool getFoldSource(napi_env env, napi_value value, uint32_t j, const std::vector
   napi_get_named_property(env, value, "tensors", &tensors);
   if (!isNullOrUndefined(env, tensors)) {
     std::vector<float*> data;
-    if (!getTensorArrays(env, tensors, name + ".tensors", starts, data)) return false;
+    if (!getTensorArrays(env, tensors, name + ".tensors", starts, data, tensorValues)) return false;
     out.tensors.assign(data.begin(), data.end());
     return true;
   }
@@ -512,24 +546,39 @@ napi_value FedAvgFold(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   job.sources.resize(sourceCount);
+  std::vector<std::vector<napi_value>> sourceTensorValues(sourceCount);
   for (uint32_t j = 0; j < sourceCount; j++) {
     napi_value element;
-    if (napi_get_element(env, argv[2], j, &element) != napi_ok || !getFoldSource(env, element, j, job.starts, job.sources[j])) return nullptr;
+    if (napi_get_element(env, argv[2], j, &element) != napi_ok || !getFoldSource(env, element, j, job.starts, job.sources[j], sourceTensorValues[j])) return nullptr;
   }
 
   int32_t threads = 0;
-  if (napi_get_value_bool(env, argv[3], &job.overwrite) != napi_ok || napi_get_value_double(env, argv[4], &job.divisor) != napi_ok ||
-      napi_get_value_int32(env, argv[6], &threads) != napi_ok || threads < 1 || threads > 64) {
+  if (napi_get_value_bool(env, argv[3], &job.overwrite) != napi_ok || napi_get_value_double(env, argv[4], &job.divisor) != napi_ok || !getCount(env, argv[6], 64, threads)) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "overwrite must be a boolean, divisor a number and threads an integer from 1 to 64");
     return nullptr;
   }
   job.threads = threads;
+  std::vector<napi_value> outputValues;
   if (!isNullOrUndefined(env, argv[5])) {
     if (!(job.divisor > 0) || !std::isfinite(job.divisor)) {
       napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "divisor must be a positive finite number when outputs are given");
       return nullptr;
     }
-    if (!getTensorArrays(env, argv[5], "outputs", job.starts, job.outputs)) return nullptr;
+    if (!getTensorArrays(env, argv[5], "outputs", job.starts, job.outputs, outputValues)) return nullptr;
+  }
+
+  // Getters of sources and outputs may have run JS code that detached or shrank an array
+  // read before them, so every data pointer is taken again now that no JS code runs.
+  if (!retakeData(env, argv[0], "sum", sumLength, job.sum)) return nullptr;
+  for (uint32_t j = 0; j < sourceCount; j++) {
+    std::vector<const float*>& tensors = job.sources[j].tensors;
+    for (size_t k = 0; k < tensors.size(); k++) {
+      const std::string name = "sources[" + std::to_string(j) + "].tensors[" + std::to_string(k) + "]";
+      if (!retakeData(env, sourceTensorValues[j][k], name, job.starts[k + 1] - job.starts[k], tensors[k])) return nullptr;
+    }
+  }
+  for (size_t k = 0; k < job.outputs.size(); k++) {
+    if (!retakeData(env, outputValues[k], "outputs[" + std::to_string(k) + "]", job.starts[k + 1] - job.starts[k], job.outputs[k])) return nullptr;
   }
   return guarded(env, [&] { covnet::fedAvgFold(job); });
 }
