@@ -181,7 +181,10 @@ export class Covnet {
     if (workers <= 1) {
       return undefined;
     }
-    if (this.pool?.size !== workers) {
+    if (this.pool !== undefined && !this.pool.usable && this.pool.size === workers) {
+      process.emitWarning(`A gradient worker stopped, so ${workers} new gradient workers start.`, 'CovnetWarning');
+    }
+    if (this.pool?.size !== workers || !this.pool.usable) {
       await this.pool?.close();
       this.pool = await GradientWorkerPool.start(workers, { backbone: this.backbone, inputSize: this.inputSize });
     }

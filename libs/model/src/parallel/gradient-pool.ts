@@ -49,19 +49,32 @@ export class GradientWorkerPool {
   private closed = false;
   private busy = false;
   private sharedWeights?: SharedArrayBuffer;
+  /** The error of a worker that stopped while the pool was open. A stopped worker never replies to a request. */
+  private lostWorker?: Error;
 
   private constructor(private readonly workers: Worker[]) {
     for (const worker of workers) {
       worker.on('message', (message: WorkerMessage) => this.onMessage(message));
-      worker.on('error', (error) => this.failAll(error));
+      worker.on('error', (error) => {
+        this.lostWorker ??= error;
+        this.failAll(error);
+      });
       worker.on('exit', (code) => {
-        if (!this.closed) this.failAll(new Error(`gradient worker exited with code ${code}`));
+        if (this.closed) return;
+        const error = new Error(`gradient worker exited with code ${code}`);
+        this.lostWorker ??= error;
+        this.failAll(error);
       });
     }
   }
 
   get size(): number {
     return this.workers.length;
+  }
+
+  /** Whether every worker still runs, so that the pool can take requests. */
+  get usable(): boolean {
+    return !this.closed && this.lostWorker === undefined;
   }
 
   /**
@@ -150,6 +163,9 @@ export class GradientWorkerPool {
   private assertOpen(parts: number): void {
     if (this.closed) {
       throw new Error('The gradient worker pool is closed.');
+    }
+    if (this.lostWorker !== undefined) {
+      throw new Error(`The gradient worker pool lost a worker (${this.lostWorker.message}) and takes no more requests. Close it and start a new pool.`);
     }
     if (parts > this.workers.length) {
       throw new Error(`${parts} parts for ${this.workers.length} gradient workers.`);
