@@ -114,6 +114,7 @@ const BUILD_DIR = path.join(__dirname, '..', 'build');
 /**
  * Turns the native kernels off for a process when set to 0, to compare against or to test
  * the wasm kernels. Set to avx2, it keeps the convolutions on AVX2 on a CPU with AVX-512.
+ * Any other non-empty value is invalid and also leaves the kernels off, with a reason naming it.
  */
 export const DISABLE_VARIABLE = 'COVNET_NATIVE_KERNELS';
 
@@ -122,7 +123,7 @@ let cached: NativeKernelsLoad | undefined;
 /**
  * Loads the native kernels once per thread, or returns why they cannot be used: the install
  * step did not build them (and why, from its log), the CPU lacks AVX2, FMA or F16C, or
- * COVNET_NATIVE_KERNELS=0 turns them off.
+ * COVNET_NATIVE_KERNELS is 0 or invalid.
  */
 export function loadNativeKernels(): NativeKernelsLoad {
   if (cached === undefined) {
@@ -132,8 +133,17 @@ export function loadNativeKernels(): NativeKernelsLoad {
 }
 
 function load(): NativeKernelsLoad {
-  if (process.env[DISABLE_VARIABLE] === '0') {
+  const setting = process.env[DISABLE_VARIABLE] ?? '';
+  if (setting === '0') {
     return { kernels: null, reason: `${DISABLE_VARIABLE}=0 turns them off` };
+  }
+  // A value such as 'off' or 'AVX2' states an intent that cannot be told for sure, so the
+  // kernels stay off and the reason, which initBackend reports, names the value.
+  if (setting !== '' && setting !== 'avx2') {
+    return {
+      kernels: null,
+      reason: `${DISABLE_VARIABLE} is '${setting}', which is invalid: set it to 0 to turn the native kernels off, to avx2 to keep their convolutions on AVX2, or leave it unset`,
+    };
   }
   const addon = path.join(BUILD_DIR, 'covnet_kernels.node');
   if (!existsSync(addon)) {
@@ -154,7 +164,7 @@ function load(): NativeKernelsLoad {
   if (loaded.unsupportedReason !== null) {
     return { kernels: null, reason: loaded.unsupportedReason };
   }
-  if (process.env[DISABLE_VARIABLE] === 'avx2') {
+  if (setting === 'avx2') {
     loaded.useConvolutionInstructions('avx2');
   }
   return { kernels: loaded };
