@@ -47,6 +47,21 @@ describe('GradientWorkerPool failures', () => {
     });
   });
 
+  describe('when a share is empty', () => {
+    it('sends only the other shares', async () => {
+      const pool = await GradientWorkerPool.start(2, SETUP);
+      try {
+        const alone = await pool.gradients(weights, [exams.slice(0, 1)], (results) => results.map((r) => r.lossSum));
+        const withEmpty = await pool.gradients(weights, [[], exams.slice(0, 1)], (results) => results.map((r) => r.lossSum));
+        expect(withEmpty).toHaveLength(1);
+        // The same weights and exam on the other worker give the same loss.
+        expect(withEmpty[0]).toBe(alone[0]);
+      } finally {
+        await pool.close();
+      }
+    });
+  });
+
   describe('when a worker has exited', () => {
     it('rejects later requests instead of hanging', async () => {
       const pool = await GradientWorkerPool.start(2, SETUP);

@@ -99,20 +99,22 @@ export class GradientWorkerPool {
    * Sends the weights and one share of exams to each worker and hands their results, in
    * share order, to `consume`, whose value this returns. The results' gradients are views
    * of the workers' buffers, which the next request overwrites, so `consume` must finish
-   * with them before it returns. Shares beyond the pool size are rejected; empty shares
-   * are not sent.
+   * with them before it returns. Shares beyond the pool size are rejected. Share i goes to
+   * worker i, except that an empty share is not sent and has no result, so `consume` gets
+   * one result per non-empty share.
    */
   async gradients<T>(weights: readonly Float32Array[], shares: LabelledExam[][], consume: (results: ShardResult[]) => T): Promise<T> {
     const release = this.claim(shares.length);
     try {
       const buffer = this.shareWeights(weights);
+      const workerShares = shares.flatMap((exams, worker) => (exams.length > 0 ? [{ worker, exams }] : []));
       const replies = await Promise.all(
-        shares.map((exams, i) => this.send(i, { kind: 'gradients', id: this.nextId++, weights: buffer, exams }) as Promise<WorkerShardResult>),
+        workerShares.map(({ worker, exams }) => this.send(worker, { kind: 'gradients', id: this.nextId++, weights: buffer, exams }) as Promise<WorkerShardResult>),
       );
       return consume(
         replies.map((reply, i) => ({
           lossSum: reply.lossSum,
-          gradients: concatenatedViews(reply.gradients, reply.gradientSizes, `gradient worker ${i}: its gradients`),
+          gradients: concatenatedViews(reply.gradients, reply.gradientSizes, `gradient worker ${workerShares[i].worker}: its gradients`),
           movingStatistics: reply.movingStatistics,
         })),
       );
