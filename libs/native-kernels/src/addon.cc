@@ -285,6 +285,40 @@ bool getSameLengthFloats(napi_env env, const napi_value* values, const char* con
   return true;
 }
 
+// An argument of an element-wise kernel: its values, its name in errors, and for an output
+// the index of the one argument that it may replace in place, or -1.
+struct Operand {
+  Floats floats;
+  std::string name;
+  bool output = false;
+  int replaces = -1;
+};
+
+bool shareMemory(const Floats& a, const Floats& b) {
+  const uintptr_t aStart = reinterpret_cast<uintptr_t>(a.data);
+  const uintptr_t bStart = reinterpret_cast<uintptr_t>(b.data);
+  return a.length > 0 && b.length > 0 && aStart < bStart + b.length * sizeof(float) && bStart < aStart + a.length * sizeof(float);
+}
+
+// Throws a RangeError when an output shares memory with another argument, unless it is
+// exactly the argument that it replaces. The kernels read some inputs after writing an
+// output (Adam reads w after writing mOut), and threads write their ranges concurrently,
+// so any other overlap gives wrong values without an error.
+bool checkOutputsApart(napi_env env, const std::vector<Operand>& operands) {
+  for (size_t o = 0; o < operands.size(); o++) {
+    if (!operands[o].output) continue;
+    for (size_t a = 0; a < operands.size(); a++) {
+      if (a == o || !shareMemory(operands[o].floats, operands[a].floats)) continue;
+      const bool inPlace = static_cast<int>(a) == operands[o].replaces && operands[a].floats.data == operands[o].floats.data;
+      if (inPlace) continue;
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE",
+                             (operands[o].name + " shares memory with " + operands[a].name + ": an output may only be the very array that it replaces, or apart from every other argument").c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 // Reads rate, beta1, beta2, epsilon and the two bias corrections of an Adam step.
 bool getAdamNumbers(napi_env env, const napi_value* values, float (&out)[6]) {
   double number = 0;
@@ -310,6 +344,9 @@ napi_value AdamStep(napi_env env, napi_callback_info info) {
   const char* names[7] = {"w", "m", "v", "g", "wOut", "mOut", "vOut"};
   float k[6];
   if (!getSameLengthFloats(env, argv, names, 7, arrays) || !getAdamNumbers(env, argv + 7, k)) return nullptr;
+  std::vector<Operand> operands;
+  for (int i = 0; i < 7; i++) operands.push_back({arrays[i], names[i], i >= 4, i >= 4 ? i - 4 : -1});
+  if (!checkOutputsApart(env, operands)) return nullptr;
   return guarded(env, [&] {
     covnet::adamStep(static_cast<long>(arrays[0].length), arrays[0].data, arrays[1].data, arrays[2].data, arrays[3].data, k[0], k[1], k[2], k[3], k[4], k[5], arrays[4].data, arrays[5].data,
                      arrays[6].data);
@@ -322,6 +359,9 @@ napi_value ReluGrad(napi_env env, napi_callback_info info) {
   Floats arrays[3];
   const char* names[3] = {"dy", "x", "dx"};
   if (!getSameLengthFloats(env, argv, names, 3, arrays)) return nullptr;
+  // dx[i] depends on dy[i] and x[i] only, so dx may replace either input in place.
+  const int replaces = arrays[2].data == arrays[1].data ? 1 : 0;
+  if (!checkOutputsApart(env, {{arrays[0], "dy"}, {arrays[1], "x"}, {arrays[2], "dx", true, replaces}})) return nullptr;
   return guarded(env, [&] { covnet::reluGrad(static_cast<long>(arrays[0].length), arrays[0].data, arrays[1].data, arrays[2].data); });
 }
 
@@ -352,6 +392,7 @@ napi_value AdamStepMean(napi_env env, napi_callback_info info) {
   if (!getSameLengthFloats(env, stateValues, names, 6, arrays) || !getAdamNumbers(env, argv + 8, k)) return nullptr;
 
   std::vector<const float*> parts(partCount);
+  std::vector<Floats> partFloats;
   for (uint32_t p = 0; p < partCount; p++) {
     Floats part;
     const std::string name = "parts[" + std::to_string(p) + "]";
@@ -361,7 +402,12 @@ napi_value AdamStepMean(napi_env env, napi_callback_info info) {
       return nullptr;
     }
     parts[p] = part.data;
+    partFloats.push_back(part);
   }
+  std::vector<Operand> operands;
+  for (int i = 0; i < 6; i++) operands.push_back({arrays[i], names[i], i >= 3, i >= 3 ? i - 3 : -1});
+  for (uint32_t p = 0; p < partCount; p++) operands.push_back({partFloats[p], "parts[" + std::to_string(p) + "]"});
+  if (!checkOutputsApart(env, operands)) return nullptr;
   double divisor = 0;
   int32_t threads = 0;
   // The mean is divided in float32, so the divisor must be positive and finite as a float32.

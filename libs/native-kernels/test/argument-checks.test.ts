@@ -81,6 +81,27 @@ outcome(() => k.adamStepMean(F(1), F(), F(), parts, 1, F(), F(), F(), 0.1, 0.9, 
       });
     });
 
+    describe('when an output overlaps another argument', () => {
+      // Threads write their ranges concurrently, so overlapping arrays give racy values.
+      it('rejects wOut shifted over parts[0]', () => {
+        const buffer = new Float32Array(2 * n);
+        expect(() => k.adamStepMean(floats(1), floats(), floats(), [buffer.subarray(0, n)], 1, buffer.subarray(1, n + 1), floats(), floats(), 0.1, 0.9, 0.999, 1e-7, 0.1, 0.001, 2)).toThrow(
+          'wOut shares memory with parts[0]: an output may only be the very array that it replaces, or apart from every other argument',
+        );
+      });
+    });
+
+    describe('when the outputs are the inputs they replace', () => {
+      it('steps in place', () => {
+        const w = floats(1);
+        const m = floats();
+        const v = floats();
+        k.adamStepMean(w, m, v, [floats(2)], 1, w, m, v, 0.1, 0.9, 0.999, 1e-7, 0.1, 0.001, 2);
+        expect(w[0]).toBeCloseTo(1 - (0.1 * 2) / (2 + 1e-7), 5);
+        expect(m[0]).toBeCloseTo(0.2, 6);
+      });
+    });
+
     describe('when the arrays share a SharedArrayBuffer', () => {
       it('steps as with separate arrays', () => {
         const shared = new Float32Array(new SharedArrayBuffer(7 * n * 4));
@@ -93,6 +114,17 @@ outcome(() => k.adamStepMean(F(1), F(), F(), parts, 1, F(), F(), F(), 0.1, 0.9, 
         expect(view(4)[0]).toBeCloseTo(expected, 5);
         expect(view(5)[n - 1]).toBeCloseTo(0.2, 7);
         expect(view(6)[n - 1]).toBeCloseTo(0.004, 6);
+      });
+    });
+  });
+
+  describe('adamStep', () => {
+    describe('when mOut is w', () => {
+      // adamStep reads w[i] after it writes mOut[i], so the step would use the new moment as the weight.
+      it('rejects it instead of a wrong step', () => {
+        const w = floats(1);
+        expect(() => k.adamStep(w, floats(), floats(), floats(2), floats(), w, floats(), 0.1, 0.9, 0.999, 1e-7, 0.1, 0.001)).toThrow(/^mOut shares memory with w:/);
+        expect(w[0]).toBe(1);
       });
     });
   });
@@ -147,6 +179,21 @@ outcome(() => k.fedAvgFold(new Float64Array(n), Float64Array.of(0, n), sources, 
   });
 
   describe('reluGrad', () => {
+    describe('when dx is dy shifted by one', () => {
+      it('rejects it', () => {
+        const buffer = new Float32Array(5);
+        expect(() => k.reluGrad(buffer.subarray(0, 4), Float32Array.of(1, 1, 1, 1), buffer.subarray(1, 5))).toThrow(/^dx shares memory with dy:/);
+      });
+    });
+
+    describe('when dx is dy', () => {
+      it('computes in place', () => {
+        const dy = Float32Array.of(3, 3, 3, 3);
+        k.reluGrad(dy, Float32Array.of(-1, 0, 2, Number.NaN), dy);
+        expect(Array.from(dy)).toEqual([0, 0, 3, Number.NaN]);
+      });
+    });
+
     describe('when dx is x', () => {
       it('computes in place', () => {
         const x = Float32Array.of(-1, 0, 2, Number.NaN);
