@@ -87,7 +87,10 @@ const native = loadNativeKernels();
 describe('native kernels', () => {
   it('load on AVX2 CPUs, else give a reason', () => {
     // /proc/cpuinfo is read independently of the addon's own CPU check.
-    if (cpuHasAvx2Fma()) {
+    if (process.env.COVNET_NATIVE_KERNELS === '0') {
+      expect(native.kernels).toBeNull();
+      expect(native.reason).toBe('COVNET_NATIVE_KERNELS=0 turns them off');
+    } else if (cpuHasAvx2Fma()) {
       expect(native.reason).toBeUndefined();
       expect(native.kernels).not.toBeNull();
     } else {
