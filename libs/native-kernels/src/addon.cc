@@ -89,13 +89,18 @@ bool getArguments(napi_env env, napi_callback_info info, napi_value (&argv)[N], 
   return false;
 }
 
-// Reads an integer from 1 to `max`. napi_get_value_int32 would take 1.9 as 1 and 2^32 + 2 as 2.
-bool getCount(napi_env env, napi_value value, int32_t max, int32_t& out) {
+// Reads an integer from `min` to `max`, both within int64_t. napi_get_value_int32 would take
+// 1.9 as 1 and 2^32 + 2 as 2, and napi_get_value_int64 would take 1.9 as 1.
+template <typename T>
+bool getInteger(napi_env env, napi_value value, T min, T max, T& out) {
   double number = 0;
-  if (napi_get_value_double(env, value, &number) != napi_ok || !(number >= 1 && number <= max) || std::floor(number) != number) return false;
-  out = static_cast<int32_t>(number);
+  if (napi_get_value_double(env, value, &number) != napi_ok || !(number >= static_cast<double>(min) && number <= static_cast<double>(max)) || std::floor(number) != number) return false;
+  out = static_cast<T>(number);
   return true;
 }
+
+// Reads an integer from 1 to `max`.
+bool getCount(napi_env env, napi_value value, int32_t max, int32_t& out) { return getInteger<int32_t>(env, value, 1, max, out); }
 
 bool getShape(napi_env env, napi_value value, covnet::ConvShape& s) {
   const int32_t* v = nullptr;
@@ -143,7 +148,7 @@ napi_value Conv2dForward(napi_env env, napi_callback_info info) {
   napi_typeof(env, argv[2], &biasType);
   if (biasType != napi_null && (!getFloats(env, argv[2], "bias", bias) || !needs(env, bias, "bias", s.oc))) return nullptr;
   int32_t act = 0;
-  if (napi_get_value_int32(env, argv[5], &act) != napi_ok || (act != 0 && act != 1)) {
+  if (!getInteger<int32_t>(env, argv[5], 0, 1, act)) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "activation must be 0 (linear) or 1 (relu)");
     return nullptr;
   }
@@ -176,8 +181,9 @@ bool getLayout(napi_env env, napi_value* argv, long& rows, int& channels, float&
   int64_t r = 0;
   int32_t c = 0;
   double e = 0;
-  if (napi_get_value_int64(env, argv[0], &r) != napi_ok || napi_get_value_int32(env, argv[1], &c) != napi_ok || napi_get_value_double(env, argv[2], &e) != napi_ok || r <= 0 || c <= 0 || !(e > 0)) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "rows and channels must be positive integers and epsilon a positive number");
+  if (!getInteger<int64_t>(env, argv[0], 1, int64_t{1} << 53, r) || !getInteger<int32_t>(env, argv[1], 1, INT32_MAX, c) || napi_get_value_double(env, argv[2], &e) != napi_ok ||
+      !(static_cast<float>(e) > 0) || !std::isfinite(static_cast<float>(e))) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "rows and channels must be positive integers and epsilon a positive number, finite in float32");
     return false;
   }
   if (r > INT32_MAX / c) {
@@ -537,7 +543,7 @@ bool getFoldSource(napi_env env, napi_value value, uint32_t j, const std::vector
   int32_t fd = -1;
   int32_t bytes = 0;
   size_t pathLength = 0;
-  if (napi_get_value_int32(env, descriptor, &fd) != napi_ok || fd < 0 || napi_get_value_int32(env, bytesPerValue, &bytes) != napi_ok || (bytes != 2 && bytes != 4) ||
+  if (!getInteger<int32_t>(env, descriptor, 0, INT32_MAX, fd) || !getInteger<int32_t>(env, bytesPerValue, 2, 4, bytes) || bytes == 3 ||
       napi_get_value_string_utf8(env, path, nullptr, 0, &pathLength) != napi_ok) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", (name + " must have tensors, or a descriptor, a path and bytesPerValue 2 or 4").c_str());
     return false;

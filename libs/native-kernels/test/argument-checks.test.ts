@@ -162,6 +162,34 @@ outcome(() => k.fedAvgFold(new Float64Array(n), Float64Array.of(0, n), sources, 
     });
   });
 
+  describe('integer arguments', () => {
+    // Int32 and Int64 conversion would truncate each of these to a valid value.
+    it('rejects a conv2dForward activation of 1.5', () => {
+      const shape = Int32Array.of(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0);
+      expect(() => k.conv2dForward(Float32Array.of(1), Float32Array.of(1), null, new Float32Array(1), shape, 1.5 as 1)).toThrow('activation must be 0 (linear) or 1 (relu)');
+    });
+
+    it.each([
+      ['rows 1.5', 1.5, 1, 1e-3],
+      ['channels 2^32 + 1', 1, 2 ** 32 + 1, 1e-3],
+      ['epsilon Infinity', 1, 1, Number.POSITIVE_INFINITY],
+      ['epsilon 1e-46', 1, 1, 1e-46],
+    ])('rejects batchNormInference %s', (_, rows, channels, epsilon) => {
+      const one = () => Float32Array.of(1);
+      expect(() => k.batchNormInference(rows, channels, epsilon, one(), one(), one(), null, null, one())).toThrow(/^rows and channels must be positive integers/);
+    });
+
+    it('rejects a fedAvgFold descriptor of 0.5', () => {
+      const source = { weight: 1, descriptor: 0.5, path: 'update.bin', bytesPerValue: 4 as const, byteOffsets: Float64Array.of(0) };
+      expect(() => k.fedAvgFold(new Float64Array(1), Float64Array.of(0, 1), [source], true, 1, null, 1)).toThrow(/^sources\[0\] must have tensors, or a descriptor/);
+    });
+
+    it('rejects a fedAvgFold bytesPerValue of 3', () => {
+      const source = { weight: 1, descriptor: 0, path: 'update.bin', bytesPerValue: 3 as 4, byteOffsets: Float64Array.of(0) };
+      expect(() => k.fedAvgFold(new Float64Array(1), Float64Array.of(0, 1), [source], true, 1, null, 1)).toThrow(/^sources\[0\] must have tensors, or a descriptor/);
+    });
+  });
+
   describe('useConvolutionInstructions', () => {
     describe('when the name has a NUL character after a valid name', () => {
       it('rejects it', () => {
