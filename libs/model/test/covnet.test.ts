@@ -5,6 +5,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLASSES, createCovnet, initBackend, oneVsRestAuc, type Covnet, type NamedWeight } from '../src';
+import { buildCovnetModel } from '../src/covnet/covnet';
 import { maxAbsDifference, randomExam, syntheticExam } from './helpers';
 
 function sizeOf(shape: number[]): number {
@@ -65,6 +66,42 @@ describe('createCovnet', () => {
       expect(names).toContain('stage4_block3_bn3/moving_variance');
       expect(names).toContain('head_dense/bias');
       expect(new Set(names).size).toBe(names.length);
+    });
+  });
+
+  describe('when the resnet50 input is 224 pixels', () => {
+    it('has torchvision\'s feature map sizes', () => {
+      const model = buildCovnetModel({ backbone: 'resnet50', inputSize: 224, seed: 1 });
+      const size = (name: string) => (model.getLayer(name).outputShape as number[]).slice(1);
+      // torchvision's ResNet-50 at 224: 112 after the stem convolution, 56 after its pool,
+      // then 56, 28, 14 and 7 in the four stages, the stride on each stage's first 3x3.
+      expect(size('stem_conv')).toEqual([112, 112, 64]);
+      expect(size('stem_pool')).toEqual([56, 56, 64]);
+      expect(size('stage1_block1_conv2')).toEqual([56, 56, 64]);
+      expect(size('stage2_block1_conv2')).toEqual([28, 28, 128]);
+      expect(size('stage3_block6_conv2')).toEqual([14, 14, 256]);
+      expect(size('stage4_block3_conv3')).toEqual([7, 7, 2048]);
+      // Only the strided layers keep a padding layer: stem convolution, stem pool, and the
+      // first 3x3 convolution of stages 2 to 4.
+      expect(model.layers.filter((layer) => layer.getClassName() === 'ZeroPadding2D').map((layer) => layer.name)).toEqual([
+        'stem_conv_pad',
+        'stem_pool_pad',
+        'stage2_block1_conv2_pad',
+        'stage3_block1_conv2_pad',
+        'stage4_block1_conv2_pad',
+      ]);
+      model.dispose();
+    });
+
+    it('pads a stride-1 3x3 convolution as a symmetric zero padding does', async () => {
+      await initBackend({ prefer: 'wasm' });
+      const x = tf.randomNormal([2, 9, 9, 5], 0, 1, 'float32', 1);
+      const w = tf.randomNormal([3, 3, 5, 4], 0, 1, 'float32', 2);
+      const same = tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same');
+      const padded = tf.conv2d(tf.pad(x as tf.Tensor4D, [[0, 0], [1, 1], [1, 1], [0, 0]]), w as tf.Tensor4D, 1, 'valid');
+      expect(same.shape).toEqual([2, 9, 9, 4]);
+      expect(maxAbsDifference(await same.data(), await padded.data())).toBeLessThan(1e-5);
+      tf.dispose([x, w, same, padded]);
     });
   });
 

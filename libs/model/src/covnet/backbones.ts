@@ -45,18 +45,24 @@ const BN_EPSILON = 1e-5;
 
 function conv(x: SymbolicTensor, spec: ConvSpec, init: SeededInitializers): SymbolicTensor {
   let input = x;
-  // tfjs 'same' padding puts the odd pixel at the bottom/right for stride 2, PyTorch pads
+  const strides = spec.strides ?? 1;
+  const pad = spec.pad ?? 0;
+  // At stride 1, tfjs 'same' padding of an odd kernel is symmetric, as PyTorch pads, and the
+  // convolution pads as it reads. A separate padding layer would copy the activation, and
+  // its gradient would copy it back, at each of ResNet-50's 13 such convolutions.
+  const same = strides === 1 && pad > 0 && 2 * pad === spec.kernelSize - 1;
+  // For stride 2 tfjs 'same' puts the odd pixel at the bottom/right, and PyTorch pads
   // symmetrically. Explicit symmetric padding keeps the ResNet geometry of torchvision.
-  if (spec.pad !== undefined && spec.pad > 0) {
-    input = tf.layers.zeroPadding2d({ padding: spec.pad, name: `${spec.name}_pad` }).apply(input) as SymbolicTensor;
+  if (pad > 0 && !same) {
+    input = tf.layers.zeroPadding2d({ padding: pad, name: `${spec.name}_pad` }).apply(input) as SymbolicTensor;
   }
   return tf.layers
     .conv2d({
       name: spec.name,
       filters: spec.filters,
       kernelSize: spec.kernelSize,
-      strides: spec.strides ?? 1,
-      padding: 'valid',
+      strides,
+      padding: same ? 'same' : 'valid',
       useBias: false,
       kernelInitializer: init.heNormal(),
     })
