@@ -8,19 +8,7 @@ import { loadNativeFold, type FoldKernel } from '../src/aggregation/native-fold'
 import { BATCH_SLOTS, TILE_VALUES } from '../src/aggregation/simd-kernel';
 import { StoredUpdate } from '../src/aggregation/stored-update';
 import { WaitingFolds } from '../src/rounds/waiting-folds';
-
-/** Returns deterministic values in [-8, 8) with some negative zeros and subnormal values. */
-function values(length: number, seed: number): Float32Array {
-  const data = new Float32Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    data[i] = (x / 2 ** 32 - 0.5) * 16;
-    if (i % 89 === 0) data[i] = 1e-40;
-    if (i % 97 === 0) data[i] = -0;
-  }
-  return data;
-}
+import { updateValues as values } from './support/update-values';
 
 // Odd sizes around the tile size, tails of 1 to 7 values after the kernel's
 // 8-value steps, an empty tensor, and many small tensors that share a tile.

@@ -8,21 +8,9 @@ import { FedAvgAccumulator, tiledTensors, type ModelLayout, type TiledUpdate } f
 import { loadNativeFold } from '../src/aggregation/native-fold';
 import { BATCH_SLOTS, TILE_VALUES } from '../src/aggregation/simd-kernel';
 import { StoredUpdate } from '../src/aggregation/stored-update';
+import { updateValues as values } from './support/update-values';
 
 const native = loadNativeFold().fold;
-
-/** Returns deterministic values in [-8, 8) with some negative zeros and subnormal values. */
-function values(length: number, seed: number): Float32Array {
-  const data = new Float32Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    data[i] = (x / 2 ** 32 - 0.5) * 16;
-    if (i % 89 === 0) data[i] = 1e-40;
-    if (i % 97 === 0) data[i] = -0;
-  }
-  return data;
-}
 
 // Sizes with every tail of 1 to 15 values after the native kernel's 16-value steps, tensors
 // that end just before, at and after a tile border, and an empty tensor. One tensor spans

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NamedTensor } from '@covnet/protocol';
 import { FedAvgAccumulator, fedAvg, firstNonFinite, layoutMismatch, type ModelLayout } from '../src/aggregation/fedavg';
+import { updateValues as values } from './support/update-values';
 
 const LAYOUT: ModelLayout = [
   { name: 'conv/kernel', shape: [2, 2] },
@@ -119,19 +120,6 @@ describe('firstNonFinite', () => {
 });
 
 describe('FedAvgAccumulator SIMD sum', () => {
-  /** Returns deterministic values in [-8, 8) with some negative zeros and subnormal values. */
-  function values(length: number, seed: number): Float32Array {
-    const data = new Float32Array(length);
-    let x = seed;
-    for (let i = 0; i < length; i++) {
-      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-      data[i] = (x / 2 ** 32 - 0.5) * 16;
-      if (i % 89 === 0) data[i] = 1e-40;
-      if (i % 97 === 0) data[i] = -0;
-    }
-    return data;
-  }
-
   // Lengths cover the 4-wide vector loop, its 1 to 3 value tail, and tensors
   // longer than the kernel's 16,384-value scratch area.
   const layout: ModelLayout = [

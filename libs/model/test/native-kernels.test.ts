@@ -77,7 +77,7 @@ function cpuHasAvx2Fma(): boolean {
   return cpuFlags().includes('avx2') && cpuFlags().includes('fma');
 }
 
-/** The convolution builds this CPU runs, the one chosen by default first. */
+/** Returns the convolution builds that this CPU runs, the default one first. */
 function instructionSets(): ('avx512' | 'avx2')[] {
   return cpuFlags().includes('avx512f') ? ['avx512', 'avx2'] : ['avx2'];
 }
@@ -104,7 +104,7 @@ describe.runIf(native.kernels !== null)('native kernels on wasm', () => {
   beforeAll(async () => {
     const choice = await initBackend({ prefer: 'wasm' });
     expect(choice.convolutions?.kind).toBe('native-avx2');
-    // Unless COVNET_NATIVE_KERNELS=avx2 holds them back, AVX-512 runs where the CPU has it.
+    // AVX-512 runs where the CPU has it, unless COVNET_NATIVE_KERNELS=avx2 keeps AVX2.
     const expected = process.env.COVNET_NATIVE_KERNELS === 'avx2' ? 'avx2' : instructionSets()[0];
     expect(choice.convolutions?.instructions).toBe(expected);
     expect(choice.reason).toContain(`native kernels with ${expected === 'avx512' ? 'AVX-512' : 'AVX2'}`);

@@ -1,11 +1,12 @@
-// Float32 convolutions as matrix products, with a register-blocked AVX2/FMA kernel.
+// Float32 convolutions as matrix products, with a register-blocked FMA kernel.
 //
-// The matrix product follows the usual blocked layout: a KC x NC panel of b and an
-// MC x KC block of a are copied ("packed") into contiguous buffers so that the inner
-// kernel streams both from cache, and the inner kernel keeps a 6 x 16 block of c in
-// twelve 256-bit registers. A convolution becomes a product by copying each output
-// pixel's receptive field into one row ("im2col"), a chunk of rows at a time so that the
-// scratch stays a few megabytes whatever the batch.
+// The matrix product follows the usual blocked layout. A KC x NC panel of b and an
+// MC x KC block of a are copied ("packed") into contiguous buffers, so that the inner
+// kernel streams both from cache. The inner kernel keeps a 6 x 16 block of c in twelve
+// 256-bit registers, or a 6 x 32 block in twelve 512-bit ones in the AVX-512 build. A
+// convolution becomes a product by copying each output pixel's receptive field into one
+// row ("im2col"), a chunk of rows at a time, so the scratch stays a few megabytes
+// whatever the batch.
 #include "conv-avx2.h"
 
 // build.cjs compiles this file twice: for AVX2 and FMA, and with COVNET_AVX512 for AVX-512.
@@ -99,12 +100,14 @@ inline void microKernel(int kc, const float* __restrict a, long rsa, const float
   const float* r3 = a + (m > 3 ? 3 : m - 1) * rsa;
   const float* r4 = a + (m > 4 ? 4 : m - 1) * rsa;
   const float* r5 = a + (m > 5 ? 5 : m - 1) * rsa;
+
   Vec c00 = vZero(), c01 = vZero();
   Vec c10 = vZero(), c11 = vZero();
   Vec c20 = vZero(), c21 = vZero();
   Vec c30 = vZero(), c31 = vZero();
   Vec c40 = vZero(), c41 = vZero();
   Vec c50 = vZero(), c51 = vZero();
+
   for (int k = 0; k < kc; k++) {
     const Vec b0 = vLoadAligned(b);
     const Vec b1 = vLoadAligned(b + W);
@@ -129,6 +132,7 @@ inline void microKernel(int kc, const float* __restrict a, long rsa, const float
     if (kPackedA) a += MR;
     b += NR;
   }
+
   if (m == MR && n == NR) {
     const Vec rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     for (int i = 0; i < MR; i++) {
@@ -144,6 +148,7 @@ inline void microKernel(int kc, const float* __restrict a, long rsa, const float
     }
     return;
   }
+
   alignas(64) float t[MR * NR];
   const Vec tiles[MR * 2] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
   for (int i = 0; i < MR * 2; i++) vStore(t + i * W, tiles[i]);

@@ -1,6 +1,6 @@
 // Convolution kernels for float32 NHWC tensors, built for x86-64 twice: with AVX2 and
 // FMA, and with AVX-512. Callers must check that the CPU has AVX2 and FMA (see addon.cc)
-// before calling any of them; the entry points below use AVX-512 only where the CPU has it.
+// before calling any of them. The entry points below use AVX-512 only where the CPU has it.
 #pragma once
 
 namespace covnet {

@@ -137,14 +137,16 @@ function load(): NativeKernelsLoad {
   if (setting === '0') {
     return { kernels: null, reason: `${DISABLE_VARIABLE}=0 turns them off` };
   }
-  // A value such as 'off' or 'AVX2' states an intent that cannot be told for sure, so the
-  // kernels stay off and the reason, which initBackend reports, names the value.
+
+  // The intent of a value such as 'off' or 'AVX2' is unclear, so the kernels stay off
+  // and the reason, which initBackend reports, names the value.
   if (setting !== '' && setting !== 'avx2') {
     return {
       kernels: null,
       reason: `${DISABLE_VARIABLE} is '${setting}', which is invalid: set it to 0 to turn the native kernels off, to avx2 to keep their convolutions on AVX2, or leave it unset`,
     };
   }
+
   const addon = path.join(BUILD_DIR, 'covnet_kernels.node');
   if (!existsSync(addon)) {
     const log = path.join(BUILD_DIR, 'build-error.txt');
@@ -155,6 +157,7 @@ function load(): NativeKernelsLoad {
   if (mismatch !== null) {
     return { kernels: null, reason: `${addon} ${mismatch} (run \`npm rebuild @covnet/native-kernels\`)` };
   }
+
   let loaded: NativeKernels & { unsupportedReason: string | null };
   try {
     loaded = require(addon) as typeof loaded;
@@ -164,6 +167,7 @@ function load(): NativeKernelsLoad {
   if (loaded.unsupportedReason !== null) {
     return { kernels: null, reason: loaded.unsupportedReason };
   }
+
   if (setting === 'avx2') {
     loaded.useConvolutionInstructions('avx2');
   }

@@ -137,8 +137,8 @@ export function tiledTensors(layout: ModelLayout, update: NamedTensor[], weight:
  * `addBatch` folds several waiting updates together, tile by tile: for each
  * stretch of TILE_VALUES values it adds every update of the batch in order
  * before moving on. Each value thus goes through the same IEEE operations in the same
- * order as with one `add` per update, so the sum is the same bit for bit, but
- * the float64 sum crosses main memory once per batch instead of once per update.
+ * order as with one `add` per update, so the sum is the same bit for bit. The
+ * float64 sum, though, crosses main memory once per batch instead of once per update.
  */
 export class FedAvgAccumulator {
   private readonly ranges: LayoutRanges;
@@ -258,10 +258,12 @@ export class FedAvgAccumulator {
     checkWeights(updates);
     const lastBatch = updates.length - ((updates.length - 1) % BATCH_SLOTS) - 1;
     this.addBatch(updates.slice(0, lastBatch));
+
     const batch = updates.slice(lastBatch);
     let total = this.totalWeight;
     for (const update of batch) total += update.weight;
     const tensors = this.emptyResult();
+
     try {
       const sources = this.native === null ? null : nativeSources(batch);
       if (sources !== null) {
@@ -276,6 +278,7 @@ export class FedAvgAccumulator {
     } finally {
       for (const update of batch) update.release?.();
     }
+
     this.consumed = true;
     this.totalWeight = total;
     this.count += batch.length;

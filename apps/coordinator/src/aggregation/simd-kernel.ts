@@ -117,19 +117,19 @@ function setEnd(end: number, start: number, n: number, mask: number): number[] {
  * Body of `foldMany` (divide = false) or `foldManyDivide` (divide = true),
  * which add several float32 tiles to one stretch of the sum. Each group of
  * eight sums stays in registers while every update of the table is added to
- * it in table order, so a value goes through exactly the additions of one fold per
- * update in that order, and the sum is read and written once per batch
+ * it in table order. So a value goes through exactly the additions of one fold
+ * per update in that order, and the sum is read and written once per batch
  * instead of once per update. `foldManyDivide` writes f32(sum / d) to `dst`
  * in place of the sum, which it leaves as it was.
  */
 function foldManyBody(divide: boolean): number[] {
   // Parameters: 0 sum, 1 table, 2 count, 3 n, 4 overwrite, 5 dst, 6 d. The
   // table contains `count` entries of 16 bytes: the i32 address of a float32
-  // tile, 4 bytes of padding and its f64 weight. Locals: 7 table end, 8
-  // entry, 9 byte offset into the tiles, 10 loop end, 11 source address,
-  // 12-15 four f64x2 sums, 16-17 eight source values, 18 the weight in both
-  // lanes, 19 a zero vector, 20 d in both lanes, 21 a scalar sum and 22 a
-  // zero scalar (locals start at zero).
+  // tile, 4 bytes of padding and its f64 weight. Locals are numbered from
+  // zero, parameters first: 7 table end, 8 entry, 9 byte offset into the
+  // tiles, 10 loop end, 11 source address, 12-15 four f64x2 sums, 16-17 eight
+  // source values, 18 the weight in both lanes, 19 a zero vector, 20 d in both
+  // lanes, 21 a scalar sum and 22 a zero scalar.
   const [sum, table, count, n, overwrite, dst, d] = [0, 1, 2, 3, 4, 5, 6];
   const [tableEnd, entry, off, end, src] = [7, 8, 9, 10, 11];
   const sums = [12, 13, 14, 15];
@@ -381,7 +381,7 @@ export class SimdSum {
 
   /** Sets the weights of the tiles of slots 0 to weights.length - 1 for the next `foldTiles` calls. */
   setWeights(weights: readonly number[]): void {
-    if (weights.length > BATCH_SLOTS) throw new RangeError(`a batch holds at most ${BATCH_SLOTS} updates, not ${weights.length}`);
+    if (weights.length > BATCH_SLOTS) throw new RangeError(`a batch has at most ${BATCH_SLOTS} updates, not ${weights.length}: fold it in several batches`);
     weights.forEach((weight, slot) => (this.weights[slot * 2 + 1] = weight));
   }
 

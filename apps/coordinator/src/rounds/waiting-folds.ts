@@ -31,7 +31,7 @@ export class WaitingFolds {
    * Folds every waiting update in acceptance order and returns how many it folded.
    * @throws Error when a stored file cannot be read. The sum then contains part of
    * the batch, so every later call throws the same error and the round cannot be
-   * aggregated in this process; a restarted coordinator rebuilds the sum from the
+   * aggregated in this process. A restarted coordinator rebuilds the sum from the
    * stored updates.
    */
   flush(): number {

@@ -5,7 +5,7 @@ import type { ExamInput, LabelledExam } from '../covnet/exam';
 export type WorkerSetup = CovnetOptions;
 
 /**
- * Request: set every model weight from `weights`, which holds their float32 values one
+ * Request: set every model weight from `weights`, which contains their float32 values one
  * after another in model.weights order, then compute the gradient of `exams`. The buffer
  * is shared by every worker and rewritten by the pool only between requests.
  */
